@@ -1,1 +1,44 @@
+//! The HTTP face of Myelin: axum routers per API, the `Ruma<T>` extractor, error mapping and
+//! middleware (request log, CORS, fallbacks).
 
+pub(crate) mod client;
+mod error;
+mod middleware;
+mod rate_limit;
+mod ruma_wrapper;
+mod wellknown;
+
+pub use error::ApiError;
+pub use rate_limit::RateLimits;
+pub use ruma_wrapper::{Ruma, RumaResponse};
+
+use axum::Router;
+use myelin_accounts::Accounts;
+use myelin_core::Config;
+use myelin_store::Store;
+use std::sync::Arc;
+
+/// Every service of the server, shared by the handlers.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub accounts: Accounts,
+    pub rate_limits: RateLimits,
+}
+
+impl Services {
+    pub fn new(config: Arc<Config>, store: Store) -> Arc<Self> {
+        Arc::new(Services {
+            accounts: Accounts::new(store.clone(), config.clone()),
+            rate_limits: RateLimits::new(&config.rate_limits),
+            config,
+            store,
+        })
+    }
+}
+
+/// The router of the client-facing listener: client API, well-known, fallbacks, middleware.
+pub fn router(services: Arc<Services>) -> Router {
+    let routes = client::routes().merge(wellknown::routes());
+    middleware::wrap(routes).with_state(services)
+}

@@ -1,1 +1,66 @@
+//! The Store API of Myelin: domain operations over SQLite or PostgreSQL. The only code that
+//! speaks SQL; services never learn which database they run on.
 
+mod db;
+mod error;
+mod meta;
+mod registration_tokens;
+mod tokens;
+mod uia;
+mod users;
+
+pub mod testing;
+
+pub use db::{Backend, ConnectOptions};
+pub use error::{Error, Result};
+pub use meta::Meta;
+pub use registration_tokens::{RegistrationToken, RegistrationTokens};
+pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};
+pub use uia::{UiaSession, UiaSessions};
+pub use users::{DeviceRow, NewRegistration, UserRow, Users};
+
+use db::Db;
+
+/// A handle on the database; cheap to clone (pools inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and runs the pending migrations.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Store> {
+        let db = Db::connect(url, options).await?;
+        db.migrate().await?;
+        Ok(Store { db })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    pub fn users(&self) -> Users<'_> {
+        Users(&self.db)
+    }
+
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens(&self.db)
+    }
+
+    pub fn uia(&self) -> UiaSessions<'_> {
+        UiaSessions(&self.db)
+    }
+
+    pub fn registration_tokens(&self) -> RegistrationTokens<'_> {
+        RegistrationTokens(&self.db)
+    }
+
+    pub fn meta(&self) -> Meta<'_> {
+        Meta(&self.db)
+    }
+
+    /// Waits for in-flight queries and closes every connection (SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}

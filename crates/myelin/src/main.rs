@@ -1,1 +1,175 @@
-fn main() {}
+//! The `myelin` command: the server and its admin tools.
+
+use clap::{Args, Parser, Subcommand};
+use myelin::{admin, server};
+use myelin_core::Config;
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(name = "myelin", version, about = "Myelin, a Matrix homeserver")]
+struct Cli {
+    /// Config file (TOML). Default: ./myelin.toml if present, else built-in defaults.
+    #[arg(long, global = true, env = "MYELIN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print or check configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage registration tokens.
+    #[command(subcommand, name = "registration-token")]
+    RegistrationToken(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a fully commented example config with every default.
+    Example,
+    /// Validate the config (file and environment) and say exactly what is wrong.
+    Check,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct PasswordChoice {
+    /// The password to set.
+    #[arg(long)]
+    password: Option<String>,
+    /// Generate a random password and print it.
+    #[arg(long)]
+    random_password: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user with a localpart NAME.
+    Create {
+        name: String,
+        #[command(flatten)]
+        password: PasswordChoice,
+        /// Make the user a server admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List all users.
+    List,
+    /// Deactivate a user for good: sessions end and the ID is never reused.
+    Deactivate { name: String },
+    /// Set a new password.
+    ResetPassword {
+        name: String,
+        #[command(flatten)]
+        password: PasswordChoice,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token (random unless --token is given) and print it.
+    Create {
+        #[arg(long)]
+        token: Option<String>,
+        /// How many registrations may use it (default: unlimited).
+        #[arg(long)]
+        uses: Option<i64>,
+        /// When it expires, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens with their use counts.
+    List,
+    /// Delete a token.
+    Delete { token: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Config(ConfigCommand::Example)) = &cli.command {
+        print!("{}", myelin_core::config_example::example_toml());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("invalid configuration:\n{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Config(ConfigCommand::Check)) = &cli.command {
+        println!(
+            "configuration OK (server_name {}, database {})",
+            config.server_name,
+            redact_url(&config.database_url())
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config, matches!(cli.command, None | Some(Command::Serve)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        Command::Serve => server::serve(config).await,
+        Command::Config(_) => Ok(()),
+        Command::User(UserCommand::Create { name, password, admin }) => {
+            admin::user_create(config, &name, password.password, password.random_password, admin).await
+        }
+        Command::User(UserCommand::List) => admin::user_list(config).await,
+        Command::User(UserCommand::Deactivate { name }) => admin::user_deactivate(config, &name).await,
+        Command::User(UserCommand::ResetPassword { name, password }) => {
+            admin::user_reset_password(config, &name, password.password, password.random_password).await
+        }
+        Command::RegistrationToken(TokenCommand::Create { token, uses, expires }) => {
+            admin::token_create(config, token, uses, expires).await
+        }
+        Command::RegistrationToken(TokenCommand::List) => admin::token_list(config).await,
+        Command::RegistrationToken(TokenCommand::Delete { token }) => admin::token_delete(config, &token).await,
+    }
+}
+
+/// `RUST_LOG` wins over `log.level`. Admin commands log warnings only, unless asked.
+fn init_logging(config: &Config, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { config.log.level.clone() } else { "warn".to_owned() };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&default))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(true).init();
+}
+
+/// Hides a password in a database URL before printing it.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

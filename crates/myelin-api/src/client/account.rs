@@ -1,0 +1,35 @@
+//! Account changes: `/account/password`, `/account/deactivate` (access token optional, v1.11).
+
+use super::RouteRuma;
+use crate::{Ruma, Services, ruma_wrapper::ApiResult};
+use axum::{Router, extract::State};
+use ruma::api::client::account::{
+    ThirdPartyIdRemovalStatus, change_password::v3 as change_password, deactivate::v3 as deactivate,
+};
+use std::sync::Arc;
+
+pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
+    router.ruma::<change_password::Request, _, _>(post_password).ruma::<deactivate::Request, _, _>(post_deactivate)
+}
+
+/// `POST /_matrix/client/v3/account/password`
+async fn post_password(
+    State(services): State<Arc<Services>>,
+    request: Ruma<change_password::Request>,
+) -> ApiResult<change_password::Response> {
+    let subject = request.identity.as_ref().map(|i| (&*i.user_id, &*i.device_id));
+    let body = &request.body;
+    services.accounts.change_password(subject, &body.new_password, body.logout_devices, body.auth.as_ref()).await?;
+    Ok(change_password::Response::new().into())
+}
+
+/// `POST /_matrix/client/v3/account/deactivate`
+async fn post_deactivate(
+    State(services): State<Arc<Services>>,
+    request: Ruma<deactivate::Request>,
+) -> ApiResult<deactivate::Response> {
+    let subject = request.identity.as_ref().map(|i| &*i.user_id);
+    services.accounts.deactivate_with_uia(subject, request.body.auth.as_ref()).await?;
+    // No identity server binding is ever made, so there is nothing to unbind.
+    Ok(deactivate::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
+}

@@ -1,0 +1,45 @@
+//! The Client-Server API, one file per endpoint group.
+
+mod account;
+mod devices;
+mod discovery;
+mod profile;
+mod register;
+mod session;
+
+use crate::Services;
+use axum::{
+    Router,
+    handler::Handler,
+    routing::{MethodFilter, on},
+};
+use ruma::api::Metadata;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Services>> {
+    let router = Router::new();
+    let router = discovery::routes(router);
+    let router = register::routes(router);
+    let router = session::routes(router);
+    let router = account::routes(router);
+    let router = devices::routes(router);
+    profile::routes(router)
+}
+
+/// Mounts a handler on every path and the method of ruma endpoint `T`.
+pub(crate) trait RouteRuma {
+    fn ruma<T: Metadata, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self;
+}
+
+impl RouteRuma for Router<Arc<Services>> {
+    fn ruma<T: Metadata, H: Handler<X, Arc<Services>>, X: 'static>(mut self, handler: H) -> Self {
+        use ruma::api::path_builder::PathBuilder;
+        let Ok(filter) = MethodFilter::try_from(T::METHOD) else {
+            panic!("ruma endpoint with method {} has no axum filter", T::METHOD)
+        };
+        for path in T::PATH_BUILDER.all_paths() {
+            self = self.route(path, on(filter, handler.clone()));
+        }
+        self
+    }
+}

@@ -1,0 +1,360 @@
+//! Myelin's configuration: the structs with their defaults, and loading them from TOML and the
+//! environment (`MYELIN_` + the key path in capitals, `__` between levels).
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use ruma::OwnedServerName;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+/// The whole configuration of a Myelin server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server name: the domain part of every user ID (`@alice:SERVER_NAME`) and room alias.
+    /// It cannot be changed once users exist.
+    #[schemars(with = "String")]
+    pub server_name: OwnedServerName,
+    /// Directory for the SQLite database and other server state. Created if missing.
+    pub data_dir: PathBuf,
+    /// Address of the client API listener (plain HTTP: put a TLS reverse proxy in front of it).
+    pub listen: SocketAddr,
+    /// The URL clients reach this server at, e.g. "https://matrix.example.org". Advertised in
+    /// `/.well-known/matrix/client`; when unset that endpoint answers 404.
+    pub public_baseurl: Option<String>,
+    /// Take the client's IP address from the first `X-Forwarded-For` entry (for rate limits and
+    /// device last-seen). Turn on only behind a reverse proxy that sets that header.
+    pub trust_x_forwarded_for: bool,
+    /// Logging.
+    pub log: LogConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// Registration of new accounts over the client API.
+    pub registration: RegistrationConfig,
+    /// Access tokens and sessions.
+    pub auth: AuthConfig,
+    /// Rate limits (token buckets per user and per IP address).
+    pub rate_limits: RateLimitsConfig,
+    /// Server discovery through `/.well-known/matrix/server`.
+    pub well_known: WellKnownConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "localhost".try_into().expect("a valid server name"),
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            public_baseurl: None,
+            trust_x_forwarded_for: false,
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            registration: RegistrationConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            well_known: WellKnownConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log filter in `tracing` syntax ("info", "myelin=debug,info" …). `RUST_LOG`, when set, wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// "sqlite://PATH" or "postgres://USER@HOST/DB". Unset: SQLite in `data_dir/myelin.db`.
+    pub url: Option<String>,
+    /// Largest number of pooled connections (PostgreSQL; SQLite uses one writer and a few readers).
+    pub max_connections: u32,
+    /// SQLite durability. "normal": with WAL, every acknowledged write survives a crash of the
+    /// process; a power cut or OS crash may lose the last moments. "full": fsync on every commit.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, max_connections: 16, sqlite_synchronous: SqliteSynchronous::Normal }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Whether anyone may register an account over the client API. The admin CLI
+    /// (`myelin user create`) works either way.
+    pub enabled: bool,
+    /// Require a registration token (`m.login.registration_token`) to register.
+    pub require_token: bool,
+    /// Registration tokens that never run out. Tokens with limits are managed with
+    /// `myelin registration-token create|list|delete`.
+    pub tokens: Vec<String>,
+    /// Policies a new user must accept (`m.login.terms`), as
+    /// `[[registration.terms]]` tables with `id`, `version`, `name`, `url` and `lang`.
+    pub terms: Vec<TermsPolicy>,
+}
+
+/// One policy document shown at registration.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TermsPolicy {
+    /// Identifier of the policy, e.g. "privacy_policy".
+    pub id: String,
+    /// Version of the document; a new version must be accepted again.
+    pub version: String,
+    /// Human-readable name, e.g. "Privacy Policy".
+    pub name: String,
+    /// Where the document can be read.
+    pub url: String,
+    /// Language of `name` and `url`.
+    #[serde(default = "default_lang")]
+    pub lang: String,
+}
+
+fn default_lang() -> String {
+    "en".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accept access tokens in the `access_token` query parameter (deprecated in Matrix v1.11;
+    /// the `Authorization` header is always accepted).
+    pub allow_query_string_token: bool,
+    /// Lifetime in seconds of an access token issued with a refresh token.
+    pub refreshable_access_token_lifetime_secs: u64,
+    /// Shortest password accepted at registration and password change.
+    pub password_min_length: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_query_string_token: true,
+            refreshable_access_token_lifetime_secs: 300,
+            password_min_length: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Turn every rate limit on or off.
+    pub enabled: bool,
+    /// Login attempts, per IP address and per user being logged in.
+    pub login: RateLimit,
+    /// Registration attempts, per IP address.
+    pub registration: RateLimit,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            enabled: true,
+            login: RateLimit { per_second: 0.17, burst: 5 },
+            registration: RateLimit { per_second: 0.17, burst: 5 },
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WellKnownConfig {
+    /// Delegated federation address ("matrix.example.org:443") for
+    /// `/.well-known/matrix/server`; when unset that endpoint answers 404.
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest JSON request body in bytes; larger ones get 413 M_TOO_LARGE.
+    pub max_json_body_size: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_json_body_size: 8 * 1024 * 1024 }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the TOML file at `path` (or `./myelin.toml` when
+    /// present), then `MYELIN_…` environment variables. The message of the error says exactly
+    /// which key is wrong and where it came from.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(format!("config file {} does not exist", path.display()));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("myelin.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("myelin.toml"));
+            }
+            None => {}
+        }
+        figment = figment.merge(env_provider());
+        let config: Config =
+            figment.extract().map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            problems.push(format!("database.url: \"{url}\" is neither a sqlite: nor a postgres:// URL"));
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections: must be at least 1".to_owned());
+        }
+        for (name, limit) in [("login", self.rate_limits.login), ("registration", self.rate_limits.registration)] {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
+                problems.push(format!("rate_limits.{name}: per_second must be a positive number and burst at least 1"));
+            }
+        }
+        if let Some(url) = &self.public_baseurl
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problems.push(format!("public_baseurl: \"{url}\" is not an http(s) URL"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for policy in &self.registration.terms {
+            if !ids.insert(&policy.id) {
+                problems.push(format!("registration.terms: policy id \"{}\" appears twice", policy.id));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    }
+
+    /// The database URL, with the embedded default filled in.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("myelin.db").display()),
+        }
+    }
+}
+
+/// `MYELIN_A__B=v` sets `a.b`. Only variables naming a real top-level key are read, so that
+/// unrelated variables with the same prefix (`MYELIN_BIN` in a test script) are not errors,
+/// while a typo below a known key still is.
+fn env_provider() -> Env {
+    let top_level: Vec<String> = match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let mut keys = top_level;
+    // Optional top-level keys are absent from the serialized defaults.
+    keys.push("public_baseurl".into());
+    Env::prefixed("MYELIN_").split("__").filter(move |key| {
+        // Figment hands the key over as written (upper case); it lower-cases it afterwards.
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        keys.iter().any(|k| k.eq_ignore_ascii_case(first))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_without_a_file() {
+        Jail::expect_with(|_jail| {
+            let config = Config::load(None).expect("defaults load");
+            assert_eq!(config.server_name.as_str(), "localhost");
+            assert_eq!(config.listen.to_string(), "127.0.0.1:8008");
+            assert_eq!(config.data_dir, PathBuf::from("./data"));
+            assert!(!config.registration.enabled);
+            assert!(config.rate_limits.enabled);
+            assert_eq!(config.database_url(), "sqlite://./data/myelin.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("myelin.toml", "server_name = \"example.org\"\nlisten = \"127.0.0.1:1\"\n")?;
+            jail.set_env("MYELIN_LISTEN", "127.0.0.1:9000");
+            jail.set_env("MYELIN_REGISTRATION__ENABLED", "true");
+            jail.set_env("MYELIN_BIN", "/unrelated");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.server_name.as_str(), "example.org");
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+            assert!(config.registration.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "listen = \"nowhere\"\n[registration]\nenabeld = true\n")?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.contains("listen"), "{err}");
+            let err2 = {
+                jail.create_file("bad2.toml", "[registration]\nenabeld = true\n")?;
+                Config::load(Some(Path::new("bad2.toml"))).unwrap_err()
+            };
+            assert!(err2.contains("enabeld"), "{err2}");
+            jail.set_env("MYELIN_DATABASE__URL", "mysql://x");
+            let err3 = Config::load(None).unwrap_err();
+            assert!(err3.contains("database.url"), "{err3}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_server_name_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("myelin.toml", "server_name = \"not a name\"\n")?;
+            assert!(Config::load(None).unwrap_err().contains("server_name"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,34 @@
+//! Errors of the store, and how they become Myelin errors.
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A row with the same key exists already.
+    #[error("already exists")]
+    Conflict,
+    /// The registration token is used up or expired.
+    #[error("registration token not usable")]
+    TokenNotUsable,
+    #[error("database: {0}")]
+    Database(sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
+            _ => Error::Database(error),
+        }
+    }
+}
+
+impl From<Error> for myelin_core::Error {
+    fn from(error: Error) -> Self {
+        myelin_core::Error::internal(error)
+    }
+}

@@ -1,0 +1,225 @@
+//! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
+
+use myelin_store::{
+    ConnectOptions, Error, NewAccessToken, NewRegistration, RegistrationToken, Store, UiaSession, testing,
+};
+
+/// A store on a fresh database of the given backend, dropped with the guard.
+struct TestStore {
+    store: Store,
+    _dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            testing::drop_postgres_database_blocking(name);
+        }
+    }
+}
+
+async fn open(postgres: bool) -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, pg_name) = if postgres {
+        let (url, name) = testing::create_postgres_database().await.expect("PostgreSQL at 127.0.0.1:5432");
+        (url, Some(name))
+    } else {
+        (format!("sqlite://{}", dir.path().join("t.db").display()), None)
+    };
+    let store = Store::connect(&url, &ConnectOptions::default()).await.unwrap();
+    TestStore { store, _dir: dir, pg_name }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() { super::$name(super::open(false).await).await }
+            #[tokio::test]
+            async fn postgres() { super::$name(super::open(true).await).await }
+        }
+    )*};
+}
+
+conformance!(
+    users_and_registration,
+    registration_token_is_spent_with_the_user,
+    access_tokens_and_devices,
+    refresh_token_chain,
+    deactivation_removes_sessions,
+    uia_sessions,
+    meta_values,
+    migrations_are_idempotent,
+);
+
+fn token(hash: &str, user: &str, device: &str, refresh: Option<&str>) -> NewAccessToken {
+    NewAccessToken {
+        token_hash: hash.into(),
+        user_id: user.into(),
+        device_id: device.into(),
+        expires_ts: refresh.map(|_| 10_000),
+        refresh_token_hash: refresh.map(Into::into),
+        now_ms: 1,
+    }
+}
+
+fn registration(user: &str) -> NewRegistration {
+    NewRegistration { user_id: user.into(), password_hash: Some("h".into()), now_ms: 1, ..Default::default() }
+}
+
+async fn users_and_registration(t: TestStore) {
+    let users = t.store.users();
+    let mut r = registration("@a:x");
+    r.device = Some(("DEV".into(), Some("phone".into())));
+    r.access_token = Some(token("t1", "@a:x", "DEV", None));
+    users.register(&r).await.unwrap();
+    assert!(matches!(users.register(&registration("@a:x")).await, Err(Error::Conflict)));
+    let row = users.get("@a:x").await.unwrap().unwrap();
+    assert_eq!(row.password_hash.as_deref(), Some("h"));
+    assert!(!row.is_admin && !row.deactivated);
+    assert_eq!(users.devices("@a:x").await.unwrap()[0].display_name.as_deref(), Some("phone"));
+    assert_eq!(t.store.tokens().lookup("t1").await.unwrap().unwrap().device_id, "DEV");
+    users.set_displayname("@a:x", Some("Alice")).await.unwrap();
+    users.set_avatar_url("@a:x", Some("mxc://x/y")).await.unwrap();
+    let row = users.get("@a:x").await.unwrap().unwrap();
+    assert_eq!((row.displayname.as_deref(), row.avatar_url.as_deref()), (Some("Alice"), Some("mxc://x/y")));
+    assert!(users.set_password_hash("@a:x", "h2").await.unwrap());
+    assert!(!users.set_password_hash("@nobody:x", "h2").await.unwrap());
+    users.register(&registration("@b:x")).await.unwrap();
+    let ids: Vec<String> = users.list().await.unwrap().into_iter().map(|u| u.user_id).collect();
+    assert_eq!(ids, ["@a:x", "@b:x"]);
+}
+
+async fn registration_token_is_spent_with_the_user(t: TestStore) {
+    let tokens = t.store.registration_tokens();
+    let row =
+        RegistrationToken { token: "tok".into(), uses_allowed: Some(1), completed: 0, expiry_ts: None, created_ts: 1 };
+    tokens.create(&row).await.unwrap();
+    assert!(matches!(tokens.create(&row).await, Err(Error::Conflict)));
+    let mut r = registration("@a:x");
+    r.registration_token = Some("tok".into());
+    t.store.users().register(&r).await.unwrap();
+    let spent = tokens.get("tok").await.unwrap().unwrap();
+    assert_eq!(spent.completed, 1);
+    assert!(!spent.is_usable(2));
+    // A used-up token fails the registration, and nothing of it is kept.
+    let mut r = registration("@b:x");
+    r.registration_token = Some("tok".into());
+    assert!(matches!(t.store.users().register(&r).await, Err(Error::TokenNotUsable)));
+    assert!(t.store.users().get("@b:x").await.unwrap().is_none());
+    // A taken user ID does not spend the token either.
+    tokens
+        .create(&RegistrationToken {
+            token: "t2".into(),
+            uses_allowed: Some(5),
+            completed: 0,
+            expiry_ts: Some(100),
+            created_ts: 1,
+        })
+        .await
+        .unwrap();
+    let mut r = registration("@a:x");
+    r.registration_token = Some("t2".into());
+    assert!(matches!(t.store.users().register(&r).await, Err(Error::Conflict)));
+    assert_eq!(tokens.get("t2").await.unwrap().unwrap().completed, 0);
+    // Expired at now_ms >= expiry.
+    let mut r = registration("@c:x");
+    r.registration_token = Some("t2".into());
+    r.now_ms = 100;
+    assert!(matches!(t.store.users().register(&r).await, Err(Error::TokenNotUsable)));
+    assert_eq!(tokens.list().await.unwrap().len(), 2);
+    assert!(tokens.delete("t2").await.unwrap());
+    assert!(!tokens.delete("t2").await.unwrap());
+}
+
+async fn access_tokens_and_devices(t: TestStore) {
+    let users = t.store.users();
+    users.register(&registration("@a:x")).await.unwrap();
+    users.add_device_with_token("@a:x", "D1", Some("one"), &token("t1", "@a:x", "D1", None), 1).await.unwrap();
+    users.add_device_with_token("@a:x", "D2", None, &token("t2", "@a:x", "D2", None), 1).await.unwrap();
+    // Reusing a device ID keeps the device and replaces its token.
+    users.add_device_with_token("@a:x", "D1", Some("ignored"), &token("t3", "@a:x", "D1", None), 2).await.unwrap();
+    assert!(t.store.tokens().lookup("t1").await.unwrap().is_none());
+    assert_eq!(t.store.tokens().lookup("t3").await.unwrap().unwrap().device_id, "D1");
+    assert_eq!(users.device("@a:x", "D1").await.unwrap().unwrap().display_name.as_deref(), Some("one"));
+    assert!(users.set_device_display_name("@a:x", "D2", Some("two")).await.unwrap());
+    assert!(!users.set_device_display_name("@a:x", "D9", Some("x")).await.unwrap());
+    users.touch_device("@a:x", "D2", "10.0.0.1", 5).await.unwrap();
+    let d2 = users.device("@a:x", "D2").await.unwrap().unwrap();
+    assert_eq!((d2.last_seen_ip.as_deref(), d2.last_seen_ts), (Some("10.0.0.1"), Some(5)));
+    assert_eq!(users.delete_devices("@a:x", &["D2".into(), "D9".into()]).await.unwrap(), 1);
+    assert!(t.store.tokens().lookup("t2").await.unwrap().is_none());
+    assert_eq!(users.delete_all_devices_except("@a:x", Some("D1")).await.unwrap(), 0);
+    assert_eq!(users.devices("@a:x").await.unwrap().len(), 1);
+}
+
+async fn refresh_token_chain(t: TestStore) {
+    let users = t.store.users();
+    users.register(&registration("@a:x")).await.unwrap();
+    users.add_device_with_token("@a:x", "D", None, &token("a1", "@a:x", "D", Some("r1")), 1).await.unwrap();
+    let tokens = t.store.tokens();
+    assert!(tokens.refresh("nope", &token("a2", "", "", Some("r2"))).await.unwrap().is_none());
+    let (user, device) = tokens.refresh("r1", &token("a2", "", "", Some("r2"))).await.unwrap().unwrap();
+    assert_eq!((user.as_str(), device.as_str()), ("@a:x", "D"));
+    // Retrying with r1 (the answer was lost) replaces the successor.
+    tokens.refresh("r1", &token("a3", "", "", Some("r3"))).await.unwrap().unwrap();
+    assert!(tokens.lookup("a2").await.unwrap().is_none());
+    let a3 = tokens.lookup("a3").await.unwrap().unwrap();
+    assert!(!a3.used);
+    // Using the new access token revokes r1.
+    tokens.mark_used("a3", a3.refresh_token_hash.as_deref()).await.unwrap();
+    assert!(tokens.lookup("a3").await.unwrap().unwrap().used);
+    assert!(tokens.refresh("r1", &token("a4", "", "", Some("r4"))).await.unwrap().is_none());
+    assert!(tokens.refresh("r3", &token("a5", "", "", Some("r5"))).await.unwrap().is_some());
+    assert_eq!(tokens.purge_expired(10_001).await.unwrap(), 3);
+}
+
+async fn deactivation_removes_sessions(t: TestStore) {
+    let users = t.store.users();
+    users.register(&registration("@a:x")).await.unwrap();
+    users.add_device_with_token("@a:x", "D", None, &token("a1", "@a:x", "D", Some("r1")), 1).await.unwrap();
+    assert!(users.deactivate("@a:x").await.unwrap());
+    assert!(!users.deactivate("@zz:x").await.unwrap());
+    let row = users.get("@a:x").await.unwrap().unwrap();
+    assert!(row.deactivated && row.password_hash.is_none());
+    assert!(t.store.tokens().lookup("a1").await.unwrap().is_none());
+    assert!(users.devices("@a:x").await.unwrap().is_empty());
+    assert!(t.store.tokens().refresh("r1", &token("a2", "", "", Some("r2"))).await.unwrap().is_none());
+    assert!(matches!(users.register(&registration("@a:x")).await, Err(Error::Conflict)));
+}
+
+async fn uia_sessions(t: TestStore) {
+    let uia = t.store.uia();
+    let session =
+        UiaSession { session_id: "s".into(), user_id: None, completed: "[]".into(), data: "{}".into(), created_ts: 5 };
+    uia.create(&session).await.unwrap();
+    uia.update("s", "[\"m.login.dummy\"]", "{\"a\":1}").await.unwrap();
+    let stored = uia.get("s").await.unwrap().unwrap();
+    assert_eq!((stored.completed.as_str(), stored.data.as_str()), ("[\"m.login.dummy\"]", "{\"a\":1}"));
+    assert_eq!(uia.purge_older_than(5).await.unwrap(), 0);
+    assert_eq!(uia.purge_older_than(6).await.unwrap(), 1);
+    assert!(uia.get("s").await.unwrap().is_none());
+}
+
+async fn meta_values(t: TestStore) {
+    let meta = t.store.meta();
+    assert_eq!(meta.get("k").await.unwrap(), None);
+    assert_eq!(meta.get_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(meta.get_or_insert("k", "second").await.unwrap(), "first");
+}
+
+async fn migrations_are_idempotent(t: TestStore) {
+    t.store.users().register(&registration("@a:x")).await.unwrap();
+    // Connecting again runs the migrator again: nothing changes, nothing is lost.
+    let url = match &t.pg_name {
+        Some(name) => {
+            let admin = testing::postgres_admin_url();
+            format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+        }
+        None => format!("sqlite://{}", t._dir.path().join("t.db").display()),
+    };
+    let again = Store::connect(&url, &ConnectOptions::default()).await.unwrap();
+    assert!(again.users().get("@a:x").await.unwrap().is_some());
+    again.close().await;
+}

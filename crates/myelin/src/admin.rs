@@ -1,0 +1,133 @@
+//! Admin commands that work on the configured database directly, server running or not.
+
+use myelin_accounts::Accounts;
+use myelin_core::{Config, util::random_string};
+use std::sync::Arc;
+
+/// The accounts service over the configured database, without a listener.
+pub async fn accounts(config: Config) -> Result<Accounts, String> {
+    let store = crate::server::open_store(&config).await?;
+    Ok(Accounts::new(store, Arc::new(config)))
+}
+
+/// The password to set: the one given, or a fresh random one that is printed.
+pub fn chosen_password(password: Option<String>, random: bool) -> Option<String> {
+    match (password, random) {
+        (Some(p), _) => Some(p),
+        (None, true) => Some(random_string(20)),
+        (None, false) => None,
+    }
+}
+
+pub async fn user_create(
+    config: Config,
+    name: &str,
+    password: Option<String>,
+    random: bool,
+    admin: bool,
+) -> Result<(), String> {
+    let accounts = accounts(config).await?;
+    let password = chosen_password(password, random);
+    let user_id = accounts.create_user(name, password.as_deref(), admin).await.map_err(|e| e.to_string())?;
+    println!("created {user_id}{}", if admin { " (admin)" } else { "" });
+    if random && let Some(password) = password {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+pub async fn user_list(config: Config) -> Result<(), String> {
+    let accounts = accounts(config).await?;
+    let users = accounts.list_users().await.map_err(|e| e.to_string())?;
+    for user in &users {
+        let mut flags = Vec::new();
+        if user.is_admin {
+            flags.push("admin");
+        }
+        if user.deactivated {
+            flags.push("deactivated");
+        }
+        println!("{}\t{}", user.user_id, flags.join(","));
+    }
+    eprintln!("{} user(s)", users.len());
+    Ok(())
+}
+
+fn local_user_id(accounts: &Accounts, name: &str) -> Result<ruma::OwnedUserId, String> {
+    myelin_accounts::parse_local_user_id(name, &accounts.config().server_name).map_err(|e| e.to_string())
+}
+
+pub async fn user_deactivate(config: Config, name: &str) -> Result<(), String> {
+    let accounts = accounts(config).await?;
+    let user_id = local_user_id(&accounts, name)?;
+    accounts.deactivate(&user_id).await.map_err(|e| e.to_string())?;
+    println!("deactivated {user_id}");
+    Ok(())
+}
+
+pub async fn user_reset_password(
+    config: Config,
+    name: &str,
+    password: Option<String>,
+    random: bool,
+) -> Result<(), String> {
+    let accounts = accounts(config).await?;
+    let user_id = local_user_id(&accounts, name)?;
+    let Some(password) = chosen_password(password, random) else {
+        return Err("give --password or --random-password".into());
+    };
+    accounts.set_password(&user_id, &password).await.map_err(|e| e.to_string())?;
+    println!("password of {user_id} reset");
+    if random {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+pub async fn token_create(
+    config: Config,
+    token: Option<String>,
+    uses: Option<i64>,
+    expires: Option<String>,
+) -> Result<(), String> {
+    let expiry_ts = match expires {
+        Some(text) => {
+            let at = humantime::parse_rfc3339_weak(&text)
+                .map_err(|e| format!("--expires: {e} (use e.g. 2027-01-31T00:00:00Z)"))?;
+            let ms = at.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_millis();
+            Some(ms as i64)
+        }
+        None => None,
+    };
+    let accounts = accounts(config).await?;
+    let row = accounts.create_registration_token(token, uses, expiry_ts).await.map_err(|e| e.to_string())?;
+    println!("{}", row.token);
+    Ok(())
+}
+
+pub async fn token_list(config: Config) -> Result<(), String> {
+    let accounts = accounts(config).await?;
+    let now = myelin_core::util::now_ms();
+    println!("token\tuses_allowed\tcompleted\texpires\tusable");
+    for t in accounts.list_registration_tokens().await.map_err(|e| e.to_string())? {
+        let expires = t
+            .expiry_ts
+            .map(|ms| {
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64))
+                    .to_string()
+            })
+            .unwrap_or_else(|| "never".into());
+        let uses = t.uses_allowed.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into());
+        println!("{}\t{uses}\t{}\t{expires}\t{}", t.token, t.completed, t.is_usable(now));
+    }
+    Ok(())
+}
+
+pub async fn token_delete(config: Config, token: &str) -> Result<(), String> {
+    let accounts = accounts(config).await?;
+    if !accounts.delete_registration_token(token).await.map_err(|e| e.to_string())? {
+        return Err(format!("no registration token {token}"));
+    }
+    println!("deleted {token}");
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Integration tests: a real Myelin in-process on a random loopback port, driven over HTTP,
+//! once per storage backend.
+
+mod common;
+
+mod account;
+mod cli;
+mod discovery;
+mod errors;
+mod login;
+mod profile_devices;
+mod register;
