@@ -1,0 +1,206 @@
+"""Run a real Synapse on loopback, as the reference for Myelin's benchmarks.
+
+Usage (from a script in bench/):
+
+    from harness import synapse
+    with synapse.Synapse() as hs:          # installs on first use, starts, waits
+        print(hs.base_url, hs.pid, hs.startup_seconds)
+        token = synapse.register_user(hs.base_url, "alice", "pw")["access_token"]
+
+Stdlib only: benchmarks run with the system python3 and Synapse runs from its
+own venv at <repo>/.bench/synapse-venv, created and filled on first use.
+Run this file directly for a quick smoke test.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+try:  # imported as bench/harness (the usual case) ...
+    from . import common
+except ImportError:  # ... or run as a script for a smoke test
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import common
+
+# Pinned so that figures from different days compare the same Synapse.
+SYNAPSE_VERSION = "1.163.2"
+VENV = os.path.join(common.REPO, ".bench", "synapse-venv")
+PYTHON = os.path.join(VENV, "bin", "python")
+
+# Every rc_* limiter Synapse 1.163 reads (synapse/config/ratelimiting.py).
+# Benchmarks hammer register/login/send, and the defaults (e.g. 0.17/s for
+# registration) would turn figures into a measure of the rate limiter.
+_RC_FLAT = ["rc_message", "rc_registration", "rc_registration_token_validity",
+            "rc_admin_redaction", "rc_joins_per_room", "rc_key_requests",
+            "rc_3pid_validation", "rc_third_party_invite", "rc_media_create",
+            "rc_delayed_event_mgmt", "rc_room_creation", "rc_reports",
+            "rc_user_directory", "rc_profile"]
+_RC_NESTED = {"rc_login": ["address", "account", "failed_attempts"],
+              "rc_joins": ["local", "remote"],
+              "rc_invites": ["per_room", "per_user", "per_issuer"],
+              "rc_presence": ["per_user"]}
+_UNLIMITED = {"per_second": 1_000_000, "burst_count": 1_000_000}
+
+
+def ensure_installed() -> str:
+    """Create the venv and install the pinned Synapse if needed; return python."""
+    if os.path.exists(PYTHON):
+        # Package metadata, not synapse.__version__ (that one appends the git
+        # branch of the current directory: "1.163.2 (b=main,...)").
+        probe = subprocess.run(
+            [PYTHON, "-c", "import importlib.metadata as m; print(m.version('matrix-synapse'))"],
+            capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == SYNAPSE_VERSION:
+            return PYTHON
+    else:
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    print(f"[synapse] installing matrix-synapse=={SYNAPSE_VERSION} into {VENV} ...",
+          file=sys.stderr)
+    subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([PYTHON, "-m", "pip", "install", "-q",
+                    f"matrix-synapse=={SYNAPSE_VERSION}"], check=True)
+    return PYTHON
+
+
+def make_config(workdir: str, port: int) -> str:
+    """Write homeserver.yaml (as JSON, which is YAML) and its log config."""
+    log_file = os.path.join(workdir, "homeserver.log")
+    log_config = {  # stdlib logging dictConfig; WARNING keeps the log (and I/O) small
+        "version": 1,
+        "formatters": {"f": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "f",
+                              "filename": log_file}},
+        "root": {"level": "WARNING", "handlers": ["file"]},
+        "disable_existing_loggers": False,
+    }
+    log_config_path = os.path.join(workdir, "log.yaml")
+    with open(log_config_path, "w") as f:
+        json.dump(log_config, f)
+
+    config = {
+        "server_name": "localhost",
+        "pid_file": os.path.join(workdir, "homeserver.pid"),
+        "listeners": [{  # client API only, plain HTTP, loopback only
+            "port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
+            "tls": False, "x_forwarded": False,
+            "resources": [{"names": ["client"], "compress": False}],
+        }],
+        "database": {"name": "sqlite3",
+                     "args": {"database": os.path.join(workdir, "homeserver.db")}},
+        "log_config": log_config_path,
+        "media_store_path": os.path.join(workdir, "media_store"),
+        "signing_key_path": os.path.join(workdir, "localhost.signing.key"),
+        "macaroon_secret_key": secrets.token_hex(32),
+        "form_secret": secrets.token_hex(32),
+        "registration_shared_secret": secrets.token_hex(32),
+        "enable_registration": True,
+        "enable_registration_without_verification": True,
+        "report_stats": False,
+        "trusted_key_servers": [],  # no network: never fetch matrix.org's keys
+        "suppress_key_server_warning": True,
+        "rc_federation": {"window_size": 1000, "sleep_limit": 1_000_000,
+                          "sleep_delay": 0, "reject_limit": 1_000_000,
+                          "concurrent": 1_000_000},
+    }
+    for key in _RC_FLAT:
+        config[key] = dict(_UNLIMITED)
+    for key, subs in _RC_NESTED.items():
+        config[key] = {sub: dict(_UNLIMITED) for sub in subs}
+
+    path = os.path.join(workdir, "homeserver.yaml")
+    with open(path, "w") as f:
+        json.dump(config, f, indent=1)
+    return path
+
+
+class Synapse:
+    """One Synapse process in a fresh temp dir, ready when constructed/entered.
+
+    Attributes: base_url, port, pid, proc, workdir, log_file,
+    spawn_time / ready_time (time.monotonic()), startup_seconds.
+    """
+
+    def __init__(self, port: int | None = None, poll_interval: float = 0.01,
+                 timeout: float = 120.0, keep_dir: bool = False):
+        self.python = ensure_installed()
+        self.port = port or common.free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.keep_dir = keep_dir
+        self.workdir = tempfile.mkdtemp(prefix="bench-synapse-")
+        self.config_path = make_config(self.workdir, self.port)
+        self.log_file = os.path.join(self.workdir, "homeserver.log")
+        # The signing key is made before the clock starts: it is set-up, not start-up.
+        keygen = subprocess.run([self.python, "-m", "synapse.app.homeserver", "-c",
+                                 self.config_path, "--generate-keys"], cwd=self.workdir,
+                                capture_output=True, text=True)
+        if keygen.returncode != 0:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise RuntimeError(f"Synapse --generate-keys failed:\n{keygen.stderr}")
+        self._stdio = open(os.path.join(self.workdir, "stdio.log"), "wb")
+        self.spawn_time = time.monotonic()
+        self.proc = subprocess.Popen(
+            [self.python, "-m", "synapse.app.homeserver", "-c", self.config_path],
+            cwd=self.workdir, stdout=self._stdio, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        try:
+            self.ready_time = common.wait_ready(self.proc, "127.0.0.1", self.port,
+                                                interval=poll_interval, timeout=timeout)
+        except Exception as e:
+            log = common.tail(self._stdio.name) + common.tail(self.log_file)
+            self.stop()  # removes the dir, so the logs are read first
+            raise RuntimeError(f"Synapse did not start: {e}\n{log}") from None
+        self.startup_seconds = self.ready_time - self.spawn_time
+
+    def stop(self) -> None:
+        common.stop_process(self.proc)
+        self._stdio.close()
+        if not self.keep_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "Synapse":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _post_json(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as e:  # 401 is the normal first UIA step
+        return e.code, json.load(e)
+
+
+def register_user(base_url: str, username: str, password: str,
+                  device_id: str | None = None) -> dict:
+    """Register via the UIA m.login.dummy flow; return the 200 body
+    (user_id, access_token, device_id). Works on any homeserver, Myelin too."""
+    url = f"{base_url}/_matrix/client/v3/register"
+    body = {"username": username, "password": password}
+    if device_id:
+        body["device_id"] = device_id
+    status, resp = _post_json(url, body)  # step 1: learn the session id
+    if status == 401:
+        body["auth"] = {"type": "m.login.dummy", "session": resp.get("session")}
+        status, resp = _post_json(url, body)
+    if status != 200:
+        raise RuntimeError(f"register {username}: HTTP {status} {resp}")
+    return resp
+
+
+if __name__ == "__main__":
+    with Synapse() as hs:
+        print(f"Synapse {SYNAPSE_VERSION} at {hs.base_url}, pid {hs.pid}, "
+              f"ready in {hs.startup_seconds:.2f}s, RSS {common.rss_kib(hs.pid)} KiB")
+        user = register_user(hs.base_url, "smoke", "smoke-password")
+        print("registered", user["user_id"], "device", user["device_id"])
