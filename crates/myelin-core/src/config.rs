@@ -298,6 +298,8 @@ fn env_provider() -> Env {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its large error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

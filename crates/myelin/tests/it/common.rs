@@ -57,9 +57,8 @@ impl Drop for TestDatabase {
 
 /// The config every test starts from: registration on, rate limits off, random port.
 pub fn test_config(db: &TestDatabase) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = db.dir.path().join("data");
+    let mut config =
+        Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: db.dir.path().join("data"), ..Default::default() };
     config.database.url = Some(db.url.clone());
     config.registration.enabled = true;
     config.rate_limits.enabled = false;
