@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 mod error;
+mod media;
 mod middleware;
 mod rate_limit;
 mod ruma_wrapper;
@@ -15,6 +16,7 @@ pub use ruma_wrapper::{Ruma, RumaResponse};
 use axum::Router;
 use myelin_accounts::Accounts;
 use myelin_core::Config;
+use myelin_media::MediaService;
 use myelin_store::Store;
 use std::sync::Arc;
 
@@ -23,22 +25,24 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub accounts: Accounts,
+    pub media: MediaService,
     pub rate_limits: RateLimits,
 }
 
 impl Services {
-    pub fn new(config: Arc<Config>, store: Store) -> Arc<Self> {
-        Arc::new(Services {
+    pub async fn new(config: Arc<Config>, store: Store) -> myelin_core::Result<Arc<Self>> {
+        Ok(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone()),
+            media: MediaService::new(store.clone(), config.clone()).await?,
             rate_limits: RateLimits::new(&config.rate_limits),
             config,
             store,
-        })
+        }))
     }
 }
 
 /// The router of the client-facing listener: client API, well-known, fallbacks, middleware.
 pub fn router(services: Arc<Services>) -> Router {
-    let routes = client::routes().merge(wellknown::routes());
+    let routes = client::routes().merge(media::routes()).merge(wellknown::routes());
     middleware::wrap(routes).with_state(services)
 }

@@ -65,15 +65,8 @@ where
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self, ApiError> {
         let (mut parts, body) = request.into_parts();
         let path_args = path_arguments(&mut parts, services).await?;
-        let client_ip = client_ip(&parts, services);
-
-        let identity = match access_token(&parts, services)? {
-            Some(token) if T::Authentication::ACCEPTED => {
-                Some(services.accounts.authenticate(&token, &client_ip).await?)
-            }
-            _ if T::Authentication::REQUIRED => return Err(Error::missing_token().into()),
-            _ => None,
-        };
+        let (identity, client_ip) =
+            authenticate(&parts, services, T::Authentication::REQUIRED, T::Authentication::ACCEPTED).await?;
 
         let limit = services.config.limits.max_json_body_size;
         let bytes = match Limited::new(body, limit).collect().await {
@@ -90,8 +83,41 @@ where
     }
 }
 
+/// The identity behind a request's access token and the client's IP address. `required`: no
+/// token is 401; `accepted`: a token, when sent, must be valid (else it is ignored).
+pub(crate) async fn authenticate(
+    parts: &Parts,
+    services: &Services,
+    required: bool,
+    accepted: bool,
+) -> Result<(Option<Identity>, String), ApiError> {
+    let client_ip = client_ip(parts, services);
+    let identity = match access_token(parts, services)? {
+        Some(token) if accepted => Some(services.accounts.authenticate(&token, &client_ip).await?),
+        _ if required => return Err(Error::missing_token().into()),
+        _ => None,
+    };
+    Ok((identity, client_ip))
+}
+
+/// For handlers that stream their body: the authenticated user, by the rules of `Ruma<T>`.
+pub struct Authenticated {
+    pub identity: Identity,
+}
+
+impl axum::extract::FromRequestParts<Arc<Services>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+        match authenticate(parts, services, true, true).await? {
+            (Some(identity), _) => Ok(Authenticated { identity }),
+            (None, _) => Err(Error::missing_token().into()),
+        }
+    }
+}
+
 /// The percent-decoded path parameters, in order.
-async fn path_arguments(parts: &mut Parts, services: &Arc<Services>) -> Result<Vec<String>, ApiError> {
+pub(crate) async fn path_arguments(parts: &mut Parts, services: &Arc<Services>) -> Result<Vec<String>, ApiError> {
     use axum::extract::FromRequestParts;
     match Path::<Vec<String>>::from_request_parts(parts, services).await {
         Ok(Path(args)) => Ok(args),

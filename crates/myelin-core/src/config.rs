@@ -45,6 +45,8 @@ pub struct Config {
     pub well_known: WellKnownConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The content repository (media).
+    pub media: MediaConfig,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
             limits: LimitsConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -215,7 +218,69 @@ impl Default for LimitsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Where media files are stored. Unset: `data_dir/media`.
+    pub path: Option<PathBuf>,
+    /// Largest upload in bytes, reported to clients as `m.upload.size`.
+    pub max_upload_size: u64,
+    /// Most bytes one user may upload in all (403 M_FORBIDDEN beyond). Unset: no quota.
+    pub max_bytes_per_user: Option<u64>,
+    /// The freeze of unauthenticated media (Matrix v1.11): media uploaded at or after it is
+    /// served only by the authenticated `/_matrix/client/v1/media/*` endpoints. `true`: from the
+    /// first start of this server (that instant is stored); `false`: no freeze for new uploads;
+    /// or an RFC 3339 instant such as "2024-09-01T00:00:00Z". Media frozen once stays frozen.
+    pub freeze_unauthenticated: FreezeSetting,
+    /// Seconds an ID from `POST /_matrix/media/v1/create` waits for its upload.
+    pub unused_expiry_secs: u64,
+    /// Most IDs from `/create` one user may have waiting for an upload (429 beyond).
+    pub max_pending_uploads: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            path: None,
+            max_upload_size: 50 * 1024 * 1024,
+            max_bytes_per_user: None,
+            freeze_unauthenticated: FreezeSetting::Enabled(true),
+            unused_expiry_secs: 24 * 3600,
+            max_pending_uploads: 5,
+        }
+    }
+}
+
+/// `true`, `false`, or the RFC 3339 instant the freeze starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FreezeSetting {
+    Enabled(bool),
+    Since(String),
+}
+
+impl FreezeSetting {
+    /// The configured instant in milliseconds, when one is given.
+    pub fn instant_ms(&self) -> Option<Result<i64, String>> {
+        match self {
+            FreezeSetting::Since(text) => Some(
+                humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
+                    .map_err(|e| format!("media.freeze_unauthenticated: \"{text}\" is not an RFC 3339 instant: {e}"))
+                    .and_then(|t| {
+                        t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).map_err(|e| e.to_string())
+                    }),
+            ),
+            FreezeSetting::Enabled(_) => None,
+        }
+    }
+}
+
 impl Config {
+    /// The directory of the media blob store.
+    pub fn media_path(&self) -> PathBuf {
+        self.media.path.clone().unwrap_or_else(|| self.data_dir.join("media"))
+    }
+
     /// Loads the configuration: defaults, then the TOML file at `path` (or `./myelin.toml` when
     /// present), then `MYELIN_…` environment variables. The message of the error says exactly
     /// which key is wrong and where it came from.
@@ -260,6 +325,17 @@ impl Config {
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             problems.push(format!("public_baseurl: \"{url}\" is not an http(s) URL"));
+        }
+        if let Some(Err(e)) = self.media.freeze_unauthenticated.instant_ms() {
+            problems.push(e);
+        }
+        if self.media.max_upload_size == 0 {
+            problems.push("media.max_upload_size: must be at least 1".to_owned());
+        }
+        if let Some(server) = &self.well_known.server
+            && <&ruma::ServerName>::try_from(server.as_str()).is_err()
+        {
+            problems.push(format!("well_known.server: \"{server}\" is not a server name (host or host:port)"));
         }
         let mut ids = std::collections::HashSet::new();
         for policy in &self.registration.terms {
@@ -347,6 +423,21 @@ mod tests {
             jail.set_env("MYELIN_DATABASE__URL", "mysql://x");
             let err3 = Config::load(None).unwrap_err();
             assert!(err3.contains("database.url"), "{err3}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn media_freeze_setting() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().media.freeze_unauthenticated, FreezeSetting::Enabled(true));
+            jail.set_env("MYELIN_MEDIA__FREEZE_UNAUTHENTICATED", "false");
+            assert_eq!(Config::load(None).unwrap().media.freeze_unauthenticated, FreezeSetting::Enabled(false));
+            jail.set_env("MYELIN_MEDIA__FREEZE_UNAUTHENTICATED", "2024-09-01T00:00:00Z");
+            let setting = Config::load(None).unwrap().media.freeze_unauthenticated;
+            assert_eq!(setting.instant_ms(), Some(Ok(1_725_148_800_000)));
+            jail.set_env("MYELIN_MEDIA__FREEZE_UNAUTHENTICATED", "next tuesday");
+            assert!(Config::load(None).unwrap_err().contains("media.freeze_unauthenticated"));
             Ok(())
         });
     }

@@ -10,6 +10,9 @@ pub enum Error {
     /// The registration token is used up or expired.
     #[error("registration token not usable")]
     TokenNotUsable,
+    /// The user has as many pending async uploads as allowed.
+    #[error("too many pending uploads")]
+    TooManyPending,
     #[error("database: {0}")]
     Database(sqlx::Error),
     #[error("migration: {0}")]

@@ -3,6 +3,7 @@
 
 mod db;
 mod error;
+mod media;
 mod meta;
 mod registration_tokens;
 mod tokens;
@@ -13,6 +14,7 @@ pub mod testing;
 
 pub use db::{Backend, ConnectOptions};
 pub use error::{Error, Result};
+pub use media::{CompletePending, Media, MediaRow};
 pub use meta::Meta;
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};
@@ -53,6 +55,10 @@ impl Store {
 
     pub fn registration_tokens(&self) -> RegistrationTokens<'_> {
         RegistrationTokens(&self.db)
+    }
+
+    pub fn media(&self) -> Media<'_> {
+        Media(&self.db)
     }
 
     pub fn meta(&self) -> Meta<'_> {

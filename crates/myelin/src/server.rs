@@ -31,7 +31,7 @@ pub struct RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer, String> {
     let config = Arc::new(config);
     let store = open_store(&config).await?;
-    let services = Services::new(config.clone(), store);
+    let services = Services::new(config.clone(), store).await.map_err(|e| e.to_string())?;
     let listener =
         TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let client_addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -70,7 +70,10 @@ async fn housekeeping(services: Arc<Services>) {
     loop {
         interval.tick().await;
         if let Err(e) = services.accounts.purge_expired().await {
-            tracing::warn!("housekeeping: {e}");
+            tracing::warn!("housekeeping (accounts): {e}");
+        }
+        if let Err(e) = services.media.purge_expired_pending().await {
+            tracing::warn!("housekeeping (media): {e}");
         }
     }
 }

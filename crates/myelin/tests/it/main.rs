@@ -8,5 +8,7 @@ mod cli;
 mod discovery;
 mod errors;
 mod login;
+mod media;
+mod media_async;
 mod profile_devices;
 mod register;

@@ -1,0 +1,19 @@
+//! The content repository over HTTP: uploads (`/_matrix/media/*/upload`, `/create`), the
+//! authenticated `/_matrix/client/v1/media/*` endpoints and the deprecated `/_matrix/media/*`
+//! ones, which serve no media uploaded after the freeze.
+
+mod config;
+mod download;
+mod file_response;
+mod upload;
+
+use crate::Services;
+use axum::Router;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Services>> {
+    let router = Router::new();
+    let router = upload::routes(router);
+    let router = download::routes(router);
+    config::routes(router)
+}

@@ -1,0 +1,9 @@
+//! The content repository: uploads streamed into a content-addressed blob store, metadata in
+//! the store, async uploads (`/create`), the v1.11 freeze of unauthenticated media.
+
+mod blobs;
+mod service;
+mod waiters;
+
+pub use blobs::{BlobError, FsBlobStore, StoredBlob};
+pub use service::{MediaService, UploadMeta, is_valid_media_id};

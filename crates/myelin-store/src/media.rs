@@ -1,0 +1,170 @@
+//! Media metadata: one row per `mxc://origin/media_id`. Bytes live in the blob store.
+
+use crate::{
+    Error, Result,
+    db::{BeginWrite, Db, on_db},
+};
+
+pub struct Media<'a>(pub(crate) &'a Db);
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MediaRow {
+    pub origin: String,
+    pub media_id: String,
+    pub uploader: Option<String>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+    pub uploaded_ts: Option<i64>,
+    pub created_ts: i64,
+    pub unused_expires_ts: Option<i64>,
+    pub authenticated_only: bool,
+    pub quarantined: bool,
+}
+
+impl MediaRow {
+    /// Whether the bytes are there (not an async upload still waiting).
+    pub fn is_uploaded(&self) -> bool {
+        self.sha256.is_some()
+    }
+}
+
+/// What an upload into a pending media ID found.
+#[derive(Debug, PartialEq)]
+pub enum CompletePending {
+    Done,
+    /// No such pending ID (or it expired).
+    NotFound,
+    /// Someone else created the ID.
+    NotCreator,
+    /// The bytes were uploaded already.
+    AlreadyUploaded,
+}
+
+impl Media<'_> {
+    /// Stores a complete upload. `Error::Conflict` if the ID exists.
+    pub async fn insert(&self, row: &MediaRow) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query(
+                "INSERT INTO media (origin, media_id, uploader, content_type, filename, size, sha256, uploaded_ts,
+                                    created_ts, unused_expires_ts, authenticated_only, quarantined)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&row.origin)
+            .bind(&row.media_id)
+            .bind(&row.uploader)
+            .bind(&row.content_type)
+            .bind(&row.filename)
+            .bind(row.size)
+            .bind(&row.sha256)
+            .bind(row.uploaded_ts)
+            .bind(row.created_ts)
+            .bind(row.unused_expires_ts)
+            .bind(row.authenticated_only)
+            .bind(row.quarantined)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Reserves a pending media ID, unless `uploader` already has `max_pending` unexpired ones
+    /// (then `Error::TooManyPending`).
+    pub async fn create_pending(&self, row: &MediaRow, now_ms: i64, max_pending: i64) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM media WHERE uploader = $1 AND sha256 IS NULL AND unused_expires_ts > $2",
+            )
+            .bind(&row.uploader)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            if pending >= max_pending {
+                return Err(Error::TooManyPending);
+            }
+            sqlx::query(
+                "INSERT INTO media (origin, media_id, uploader, created_ts, unused_expires_ts, authenticated_only, quarantined)
+                 VALUES ($1, $2, $3, $4, $5, FALSE, FALSE)",
+            )
+            .bind(&row.origin)
+            .bind(&row.media_id)
+            .bind(&row.uploader)
+            .bind(row.created_ts)
+            .bind(row.unused_expires_ts)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Fills a pending media ID with its bytes' metadata. Exactly one of concurrent callers
+    /// gets `Done`; the others see `AlreadyUploaded`.
+    pub async fn complete_pending(&self, row: &MediaRow, now_ms: i64) -> Result<CompletePending> {
+        let Some(existing) = self.get(&row.origin, &row.media_id).await? else {
+            return Ok(CompletePending::NotFound);
+        };
+        if existing.uploader != row.uploader {
+            return Ok(CompletePending::NotCreator);
+        }
+        if existing.is_uploaded() {
+            return Ok(CompletePending::AlreadyUploaded);
+        }
+        if existing.unused_expires_ts.is_some_and(|expires| expires <= now_ms) {
+            return Ok(CompletePending::NotFound);
+        }
+        let updated = on_db!(self.0, write, |pool| {
+            sqlx::query(
+                "UPDATE media SET content_type = $3, filename = $4, size = $5, sha256 = $6, uploaded_ts = $7,
+                                  unused_expires_ts = NULL, authenticated_only = $8
+                 WHERE origin = $1 AND media_id = $2 AND sha256 IS NULL",
+            )
+            .bind(&row.origin)
+            .bind(&row.media_id)
+            .bind(&row.content_type)
+            .bind(&row.filename)
+            .bind(row.size)
+            .bind(&row.sha256)
+            .bind(row.uploaded_ts)
+            .bind(row.authenticated_only)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(if updated == 1 { CompletePending::Done } else { CompletePending::AlreadyUploaded })
+    }
+
+    pub async fn get(&self, origin: &str, media_id: &str) -> Result<Option<MediaRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as("SELECT * FROM media WHERE origin = $1 AND media_id = $2")
+                .bind(origin)
+                .bind(media_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Bytes of uploads attributed to `uploader` (duplicates count for each upload).
+    pub async fn bytes_uploaded_by(&self, uploader: &str) -> Result<i64> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar::<_, Option<i64>>("SELECT CAST(SUM(size) AS BIGINT) FROM media WHERE uploader = $1")
+                .bind(uploader)
+                .fetch_one(pool)
+                .await?
+                .unwrap_or(0)
+        }))
+    }
+
+    /// Forgets pending IDs whose time ran out; returns how many.
+    pub async fn purge_expired_pending(&self, now_ms: i64) -> Result<u64> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query("DELETE FROM media WHERE sha256 IS NULL AND unused_expires_ts <= $1")
+                .bind(now_ms)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}
