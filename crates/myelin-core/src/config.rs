@@ -236,6 +236,27 @@ pub struct MediaConfig {
     pub unused_expiry_secs: u64,
     /// Most IDs from `/create` one user may have waiting for an upload (429 beyond).
     pub max_pending_uploads: u32,
+    /// Largest image (width × height) a thumbnail is made from; larger ones get 413 M_TOO_LARGE.
+    pub max_image_pixels: u64,
+    /// The thumbnail sizes made; a request gets the smallest that is at least as large.
+    pub thumbnail_sizes: Vec<ThumbnailSize>,
+}
+
+/// One thumbnail size, as `{ width = 320, height = 240, method = "scale" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailSize {
+    pub width: u32,
+    pub height: u32,
+    /// "crop" or "scale".
+    pub method: ThumbnailMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ThumbnailMethod {
+    Crop,
+    Scale,
 }
 
 impl Default for MediaConfig {
@@ -247,6 +268,15 @@ impl Default for MediaConfig {
             freeze_unauthenticated: FreezeSetting::Enabled(true),
             unused_expiry_secs: 24 * 3600,
             max_pending_uploads: 5,
+            max_image_pixels: 32_000_000,
+            // The sizes the spec recommends.
+            thumbnail_sizes: vec![
+                ThumbnailSize { width: 32, height: 32, method: ThumbnailMethod::Crop },
+                ThumbnailSize { width: 96, height: 96, method: ThumbnailMethod::Crop },
+                ThumbnailSize { width: 320, height: 240, method: ThumbnailMethod::Scale },
+                ThumbnailSize { width: 640, height: 480, method: ThumbnailMethod::Scale },
+                ThumbnailSize { width: 800, height: 600, method: ThumbnailMethod::Scale },
+            ],
         }
     }
 }
@@ -328,6 +358,10 @@ impl Config {
         }
         if let Some(Err(e)) = self.media.freeze_unauthenticated.instant_ms() {
             problems.push(e);
+        }
+        if self.media.thumbnail_sizes.iter().any(|s| s.width == 0 || s.height == 0 || s.width > 4096 || s.height > 4096)
+        {
+            problems.push("media.thumbnail_sizes: width and height must be between 1 and 4096".to_owned());
         }
         if self.media.max_upload_size == 0 {
             problems.push("media.max_upload_size: must be at least 1".to_owned());

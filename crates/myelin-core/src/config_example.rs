@@ -76,7 +76,12 @@ fn toml_value(value: &Value) -> Option<String> {
             let items: Vec<String> = items.iter().filter_map(toml_value).collect();
             Some(format!("[{}]", items.join(", ")))
         }
-        Value::Object(_) => toml::Value::try_from(value).ok().map(|v| toml::to_string(&v).unwrap_or_default()),
+        // Inline tables, so arrays of tables (thumbnail sizes) stay on the key's line.
+        Value::Object(map) => {
+            let fields: Vec<String> =
+                map.iter().filter_map(|(k, v)| toml_value(v).map(|v| format!("{k} = {v}"))).collect();
+            Some(format!("{{ {} }}", fields.join(", ")))
+        }
         other => toml::Value::try_from(other).ok().map(|v| v.to_string()),
     }
 }
@@ -90,7 +95,13 @@ mod tests {
         let text = example_toml();
         let parsed: Config = toml::from_str(&text).expect("the example is valid config");
         assert_eq!(serde_json::to_value(parsed).unwrap(), serde_json::to_value(Config::default()).unwrap());
-        for key in ["server_name = \"localhost\"", "[database]", "[rate_limits.login]", "# url ="] {
+        for key in [
+            "server_name = \"localhost\"",
+            "[database]",
+            "[rate_limits.login]",
+            "# url =",
+            "{ height = 32, method = \"crop\", width = 32 }",
+        ] {
             assert!(text.contains(key), "missing {key} in\n{text}");
         }
         assert!(text.contains("# Whether anyone may register"), "{text}");

@@ -3,7 +3,10 @@
 
 mod blobs;
 mod service;
+mod thumbnail;
+mod thumbnails;
 mod waiters;
 
 pub use blobs::{BlobError, FsBlobStore, StoredBlob};
 pub use service::{MediaService, UploadMeta, is_valid_media_id};
+pub use thumbnails::ThumbnailRequest;

@@ -24,12 +24,13 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 const FREEZE_META_KEY: &str = "media.freeze_started_ts";
 
 pub struct MediaService {
-    store: Store,
-    blobs: FsBlobStore,
-    config: Arc<Config>,
+    pub(crate) store: Store,
+    pub(crate) blobs: FsBlobStore,
+    pub(crate) config: Arc<Config>,
     /// Uploads at or after this instant (ms) are authenticated-only.
     freeze_ts: Option<i64>,
     waiters: Waiters,
+    pub(crate) renders: crate::thumbnails::Renders,
 }
 
 /// What an upload says about itself besides its bytes.
@@ -64,7 +65,7 @@ impl MediaService {
         if let Some(ts) = freeze_ts {
             tracing::info!(freeze_ts = ts, "unauthenticated media is frozen for uploads from this instant on");
         }
-        Ok(MediaService { store, blobs, config, freeze_ts, waiters: Waiters::default() })
+        Ok(MediaService { store, blobs, config, freeze_ts, waiters: Waiters::default(), renders: Default::default() })
     }
 
     pub fn blobs(&self) -> &FsBlobStore {

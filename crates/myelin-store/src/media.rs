@@ -168,3 +168,68 @@ impl Media<'_> {
         }))
     }
 }
+
+/// A thumbnail made of a media item.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ThumbnailRow {
+    pub origin: String,
+    pub media_id: String,
+    pub width: i64,
+    pub height: i64,
+    pub method: String,
+    pub animated: bool,
+    pub content_type: String,
+    pub sha256: String,
+    pub size: i64,
+    pub created_ts: i64,
+}
+
+impl Media<'_> {
+    pub async fn thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        (width, height): (i64, i64),
+        method: &str,
+        animated: bool,
+    ) -> Result<Option<ThumbnailRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT * FROM media_thumbnails
+                 WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5 AND animated = $6",
+            )
+            .bind(origin)
+            .bind(media_id)
+            .bind(width)
+            .bind(height)
+            .bind(method)
+            .bind(animated)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Records a thumbnail; a concurrent twin already recorded wins quietly.
+    pub async fn insert_thumbnail(&self, row: &ThumbnailRow) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query(
+                "INSERT INTO media_thumbnails (origin, media_id, width, height, method, animated, content_type, sha256, size, created_ts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (origin, media_id, width, height, method, animated) DO NOTHING",
+            )
+            .bind(&row.origin)
+            .bind(&row.media_id)
+            .bind(row.width)
+            .bind(row.height)
+            .bind(&row.method)
+            .bind(row.animated)
+            .bind(&row.content_type)
+            .bind(&row.sha256)
+            .bind(row.size)
+            .bind(row.created_ts)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}

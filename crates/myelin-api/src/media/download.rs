@@ -4,7 +4,7 @@
 // Serving the deprecated endpoints is the point here.
 #![allow(deprecated)]
 
-use super::file_response::serve_file;
+use super::file_response::{ServedFile, serve_file};
 use crate::{ApiError, Ruma, Services, client::RouteRuma};
 use axum::{
     Router,
@@ -45,7 +45,7 @@ async fn find_and_serve(
     authenticated: bool,
 ) -> Result<Response, ApiError> {
     let row = services.media.find(server_name, media_id, timeout, authenticated).await?;
-    serve_file(services.media.blobs(), &row, filename, headers).await
+    serve_file(services.media.blobs(), ServedFile::media(&row, filename)?, headers).await
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`

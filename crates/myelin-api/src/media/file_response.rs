@@ -9,7 +9,7 @@ use axum::{
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use myelin_core::Error;
 use myelin_media::FsBlobStore;
-use myelin_store::MediaRow;
+use myelin_store::{MediaRow, ThumbnailRow};
 use std::io::SeekFrom;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
@@ -48,20 +48,43 @@ const INLINE_TYPES: &[&str] = &[
     "audio/x-flac",
 ];
 
-/// The response for `row`, honouring `If-None-Match` and `Range`.
+/// What a file response is made of: a media item or one of its thumbnails.
+pub struct ServedFile<'a> {
+    pub sha256: &'a str,
+    pub size: i64,
+    pub content_type: Option<&'a str>,
+    pub filename: Option<&'a str>,
+}
+
+impl<'a> ServedFile<'a> {
+    pub fn media(row: &'a MediaRow, filename: Option<&'a str>) -> Result<Self, ApiError> {
+        let (Some(sha256), Some(size)) = (row.sha256.as_deref(), row.size) else {
+            return Err(Error::not_found("Media not found").into());
+        };
+        Ok(ServedFile {
+            sha256,
+            size,
+            content_type: row.content_type.as_deref(),
+            filename: filename.or(row.filename.as_deref()),
+        })
+    }
+
+    pub fn thumbnail(row: &'a ThumbnailRow) -> Self {
+        ServedFile { sha256: &row.sha256, size: row.size, content_type: Some(&row.content_type), filename: None }
+    }
+}
+
+/// The response for `file`, honouring `If-None-Match` and `Range`.
 pub async fn serve_file(
     blobs: &FsBlobStore,
-    row: &MediaRow,
-    filename: Option<&str>,
+    file: ServedFile<'_>,
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (Some(sha256), Some(size)) = (row.sha256.as_deref(), row.size) else {
-        return Err(Error::not_found("Media not found").into());
-    };
-    let size = size.max(0) as u64;
+    let sha256 = file.sha256;
+    let size = file.size.max(0) as u64;
     let etag = format!("\"{sha256}\"");
-    let content_type = row.content_type.as_deref().unwrap_or("application/octet-stream");
-    let filename = filename.or(row.filename.as_deref());
+    let content_type = file.content_type.unwrap_or("application/octet-stream");
+    let filename = file.filename;
 
     let mut headers = HeaderMap::new();
     let mut set = |name: header::HeaderName, value: &str| {
@@ -99,10 +122,7 @@ pub async fn serve_file(
         None => None,
     };
 
-    let mut file = blobs
-        .open_blob(sha256)
-        .await
-        .map_err(|e| Error::internal(format!("opening blob {sha256} of mxc://{}/{}: {e}", row.origin, row.media_id)))?;
+    let mut file = blobs.open_blob(sha256).await.map_err(|e| Error::internal(format!("opening blob {sha256}: {e}")))?;
     let (status, start, length) = match range {
         Some((start, end)) => {
             set(header::CONTENT_RANGE, &format!("bytes {start}-{end}/{size}"));

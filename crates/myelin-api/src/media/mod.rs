@@ -5,6 +5,7 @@
 mod config;
 mod download;
 mod file_response;
+mod thumbnail;
 mod upload;
 
 use crate::Services;
@@ -15,5 +16,6 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = Router::new();
     let router = upload::routes(router);
     let router = download::routes(router);
+    let router = thumbnail::routes(router);
     config::routes(router)
 }

@@ -7,12 +7,13 @@ use crate::{
     client::RouteRuma,
     ruma_wrapper::{ApiResult, Authenticated, path_arguments},
 };
+use axum::response::{IntoResponse, Response};
 use axum::{
     Router,
     body::Body,
     extract::{Request, State},
 };
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use myelin_core::Error;
 use myelin_media::UploadMeta;
 use ruma::{
@@ -51,12 +52,36 @@ fn upload_meta(headers: &HeaderMap, query: Option<&str>) -> Result<UploadMeta, A
     Ok(UploadMeta { content_type: content_type.filter(|c| !c.is_empty()), filename, declared_length: length })
 }
 
+/// An upload refused before its body was read leaves unread bytes on the connection: tell the
+/// client not to reuse it, or its next request would race the server closing it.
+struct UploadRefused(ApiError);
+
+impl From<ApiError> for UploadRefused {
+    fn from(error: ApiError) -> Self {
+        UploadRefused(error)
+    }
+}
+
+impl From<Error> for UploadRefused {
+    fn from(error: Error) -> Self {
+        UploadRefused(error.into())
+    }
+}
+
+impl IntoResponse for UploadRefused {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
 /// `POST /_matrix/media/v3/upload`
 async fn post_upload(
     State(services): State<Arc<Services>>,
     auth: Authenticated,
     request: Request,
-) -> Result<RumaResponse<upload::Response>, ApiError> {
+) -> Result<RumaResponse<upload::Response>, UploadRefused> {
     let (parts, body) = request.into_parts();
     let meta = upload_meta(&parts.headers, parts.uri.query())?;
     let content_uri = services.media.upload(&auth.identity.user_id, meta, Body::into_data_stream(body)).await?;
@@ -68,7 +93,7 @@ async fn put_upload(
     State(services): State<Arc<Services>>,
     auth: Authenticated,
     request: Request,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<serde_json::Value>, UploadRefused> {
     let (mut parts, body) = request.into_parts();
     let args = path_arguments(&mut parts, &services).await?;
     let [server_name, media_id] = args.as_slice() else {

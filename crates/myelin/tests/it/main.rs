@@ -10,5 +10,6 @@ mod errors;
 mod login;
 mod media;
 mod media_async;
+mod media_thumbnails;
 mod profile_devices;
 mod register;
