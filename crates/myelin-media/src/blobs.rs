@@ -42,14 +42,18 @@ impl From<io::Error> for BlobError {
 }
 
 impl FsBlobStore {
-    /// Opens (creating) the store at `root`, and clears temp files a crash may have left.
+    /// Opens (creating) the store at `root`, and removes temp files a crash left behind. Only
+    /// old ones: another process (the admin CLI, a second server) may be writing the young ones.
     pub fn open(root: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(root.join("blobs"))?;
         let tmp = root.join("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
-        }
         std::fs::create_dir_all(&tmp)?;
+        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        for entry in std::fs::read_dir(&tmp)?.flatten() {
+            if entry.metadata().and_then(|m| m.modified()).is_ok_and(|modified| modified < stale) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(FsBlobStore { root: root.to_owned() })
     }
 

@@ -42,6 +42,23 @@ pub struct UploadMeta {
     pub declared_length: Option<u64>,
 }
 
+/// Who is asking for media, which decides what they may see.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Access {
+    /// The deprecated unauthenticated endpoints: no frozen media.
+    Unauthenticated,
+    /// A user through the authenticated endpoints.
+    User,
+    /// A server admin: quarantined media too.
+    Admin,
+}
+
+impl Access {
+    pub fn of_user(is_admin: bool) -> Self {
+        if is_admin { Access::Admin } else { Access::User }
+    }
+}
+
 /// A media ID as this server hands them out and accepts them: `[A-Za-z0-9_-]`, 1–255 bytes.
 pub fn is_valid_media_id(media_id: &str) -> bool {
     !media_id.is_empty()
@@ -220,14 +237,14 @@ impl MediaService {
     }
 
     /// The metadata of uploaded media, waiting up to `timeout` (capped at 60 s) for a pending
-    /// upload. `authenticated`: whether the request came through the authenticated endpoints;
-    /// frozen media is not found otherwise.
+    /// upload. Frozen media is not found through the unauthenticated endpoints, quarantined
+    /// media by anyone but admins.
     pub async fn find(
         &self,
         server_name: &ServerName,
         media_id: &str,
         timeout: Duration,
-        authenticated: bool,
+        access: Access,
     ) -> Result<MediaRow> {
         let not_found = || Error::not_found("Media not found");
         if !is_valid_media_id(media_id) {
@@ -247,7 +264,12 @@ impl MediaService {
             // Registered before the check, so an upload landing in between still wakes us.
             notified.as_mut().enable();
             let row = self.store.media().get(server_name.as_str(), media_id).await?.ok_or_else(not_found)?;
-            if row.quarantined || (row.authenticated_only && !authenticated) {
+            let hidden = match access {
+                Access::Unauthenticated => row.quarantined || row.authenticated_only,
+                Access::User => row.quarantined,
+                Access::Admin => false,
+            };
+            if hidden {
                 return Err(not_found());
             }
             if row.is_uploaded() {

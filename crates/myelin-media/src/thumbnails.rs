@@ -2,7 +2,7 @@
 //! every concurrent request for the same thumbnail.
 
 use crate::{
-    MediaService,
+    Access, MediaService,
     thumbnail::{self, RenderError, Rendered},
 };
 use bytes::Bytes;
@@ -55,9 +55,9 @@ impl MediaService {
         media_id: &str,
         request: ThumbnailRequest,
         timeout: Duration,
-        authenticated: bool,
+        access: Access,
     ) -> Result<ThumbnailRow> {
-        let original = self.find(server_name, media_id, timeout, authenticated).await?;
+        let original = self.find(server_name, media_id, timeout, access).await?;
         let plan = thumbnail::plan(&self.config.media.thumbnail_sizes, request.width, request.height, request.method);
         let method = method_name(plan.method);
         let size = (i64::from(plan.width), i64::from(plan.height));

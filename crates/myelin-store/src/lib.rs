@@ -14,7 +14,7 @@ pub mod testing;
 
 pub use db::{Backend, ConnectOptions};
 pub use error::{Error, Result};
-pub use media::{CompletePending, Media, MediaRow, ThumbnailRow};
+pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};

@@ -233,3 +233,96 @@ impl Media<'_> {
         Ok(())
     }
 }
+
+/// Which media `list_created_before` lists.
+#[derive(Debug, Clone, Copy)]
+pub enum MediaScope<'a> {
+    All,
+    /// Only media whose origin is this server.
+    Local(&'a str),
+    /// Only media cached from other servers.
+    Remote(&'a str),
+}
+
+impl Media<'_> {
+    /// Returns whether the media exists.
+    pub async fn set_quarantined(&self, origin: &str, media_id: &str, quarantined: bool) -> Result<bool> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query("UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2")
+                .bind(origin)
+                .bind(media_id)
+                .bind(quarantined)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        }))
+    }
+
+    pub async fn thumbnail_count(&self, origin: &str, media_id: &str) -> Result<i64> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM media_thumbnails WHERE origin = $1 AND media_id = $2")
+                .bind(origin)
+                .bind(media_id)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// Deletes a media item and its thumbnails; returns the blobs they used (None if there was
+    /// no such media).
+    pub async fn delete(&self, origin: &str, media_id: &str) -> Result<Option<Vec<String>>> {
+        Ok(on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let mut blobs: Vec<String> =
+                sqlx::query_scalar("SELECT sha256 FROM media_thumbnails WHERE origin = $1 AND media_id = $2")
+                    .bind(origin)
+                    .bind(media_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let own: Option<Option<String>> =
+                sqlx::query_scalar("DELETE FROM media WHERE origin = $1 AND media_id = $2 RETURNING sha256")
+                    .bind(origin)
+                    .bind(media_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            sqlx::query("DELETE FROM media_thumbnails WHERE origin = $1 AND media_id = $2")
+                .bind(origin)
+                .bind(media_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            own.map(|sha256| {
+                blobs.extend(sha256);
+                blobs
+            })
+        }))
+    }
+
+    /// Media created before `before_ts`, as (origin, media_id).
+    pub async fn list_created_before(&self, before_ts: i64, scope: MediaScope<'_>) -> Result<Vec<(String, String)>> {
+        let (sql, server) = match scope {
+            MediaScope::All => ("SELECT origin, media_id FROM media WHERE created_ts < $1 AND $2 = ''", ""),
+            MediaScope::Local(server) => {
+                ("SELECT origin, media_id FROM media WHERE created_ts < $1 AND origin = $2", server)
+            }
+            MediaScope::Remote(server) => {
+                ("SELECT origin, media_id FROM media WHERE created_ts < $1 AND origin <> $2", server)
+            }
+        };
+        Ok(on_db!(self.0, read, |pool| { sqlx::query_as(sql).bind(before_ts).bind(server).fetch_all(pool).await? }))
+    }
+
+    /// Whether any media or thumbnail still uses the blob.
+    pub async fn blob_in_use(&self, sha256: &str) -> Result<bool> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT (SELECT COUNT(*) FROM media WHERE sha256 = $1) + (SELECT COUNT(*) FROM media_thumbnails WHERE sha256 = $1)",
+            )
+            .bind(sha256)
+            .fetch_one(pool)
+            .await?
+                > 0
+        }))
+    }
+}

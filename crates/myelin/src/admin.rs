@@ -84,21 +84,24 @@ pub async fn user_reset_password(
     Ok(())
 }
 
+/// Milliseconds since the epoch of an RFC 3339 instant given to the option `flag`.
+fn instant_ms(flag: &str, text: &str) -> Result<i64, String> {
+    let at = humantime::parse_rfc3339_weak(text).map_err(|e| format!("{flag}: {e} (use e.g. 2027-01-31T00:00:00Z)"))?;
+    Ok(at.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_millis() as i64)
+}
+
+fn format_ms(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+        .to_string()
+}
+
 pub async fn token_create(
     config: Config,
     token: Option<String>,
     uses: Option<i64>,
     expires: Option<String>,
 ) -> Result<(), String> {
-    let expiry_ts = match expires {
-        Some(text) => {
-            let at = humantime::parse_rfc3339_weak(&text)
-                .map_err(|e| format!("--expires: {e} (use e.g. 2027-01-31T00:00:00Z)"))?;
-            let ms = at.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_millis();
-            Some(ms as i64)
-        }
-        None => None,
-    };
+    let expiry_ts = expires.map(|text| instant_ms("--expires", &text)).transpose()?;
     let accounts = accounts(config).await?;
     let row = accounts.create_registration_token(token, uses, expiry_ts).await.map_err(|e| e.to_string())?;
     println!("{}", row.token);
@@ -110,13 +113,7 @@ pub async fn token_list(config: Config) -> Result<(), String> {
     let now = myelin_core::util::now_ms();
     println!("token\tuses_allowed\tcompleted\texpires\tusable");
     for t in accounts.list_registration_tokens().await.map_err(|e| e.to_string())? {
-        let expires = t
-            .expiry_ts
-            .map(|ms| {
-                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64))
-                    .to_string()
-            })
-            .unwrap_or_else(|| "never".into());
+        let expires = t.expiry_ts.map(format_ms).unwrap_or_else(|| "never".into());
         let uses = t.uses_allowed.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into());
         println!("{}\t{uses}\t{}\t{expires}\t{}", t.token, t.completed, t.is_usable(now));
     }
@@ -129,5 +126,47 @@ pub async fn token_delete(config: Config, token: &str) -> Result<(), String> {
         return Err(format!("no registration token {token}"));
     }
     println!("deleted {token}");
+    Ok(())
+}
+
+/// The media service over the configured database and media directory, without a listener.
+async fn media(config: Config) -> Result<myelin_media::MediaService, String> {
+    let store = crate::server::open_store(&config).await?;
+    myelin_media::MediaService::new(store, Arc::new(config)).await.map_err(|e| e.to_string())
+}
+
+pub async fn media_info(config: Config, mxc: &str) -> Result<(), String> {
+    let (row, thumbnails) = media(config).await?.info(mxc).await.map_err(|e| e.to_string())?;
+    let field = |name: &str, value: Option<String>| println!("{name:<19}{}", value.unwrap_or_else(|| "-".into()));
+    field("mxc", Some(format!("mxc://{}/{}", row.origin, row.media_id)));
+    field("uploader", row.uploader.clone());
+    field("content_type", row.content_type.clone());
+    field("filename", row.filename.clone());
+    field("size", row.size.map(|s| s.to_string()));
+    field("sha256", row.sha256.clone());
+    field("created", Some(format_ms(row.created_ts)));
+    field("uploaded", row.uploaded_ts.map(format_ms));
+    field("authenticated_only", Some(row.authenticated_only.to_string()));
+    field("quarantined", Some(row.quarantined.to_string()));
+    field("thumbnails", Some(thumbnails.to_string()));
+    Ok(())
+}
+
+pub async fn media_quarantine(config: Config, mxc: &str, quarantined: bool) -> Result<(), String> {
+    media(config).await?.set_quarantined(mxc, quarantined).await.map_err(|e| e.to_string())?;
+    println!("{} {mxc}", if quarantined { "quarantined" } else { "released" });
+    Ok(())
+}
+
+pub async fn media_delete(config: Config, mxc: &str) -> Result<(), String> {
+    let freed = media(config).await?.delete(mxc).await.map_err(|e| e.to_string())?;
+    println!("deleted {mxc} ({freed} bytes freed on disk)");
+    Ok(())
+}
+
+pub async fn media_purge(config: Config, before: &str, scope: myelin_media::PurgeScope) -> Result<(), String> {
+    let before_ms = instant_ms("--before", before)?;
+    let (count, freed) = media(config).await?.purge(before_ms, scope).await.map_err(|e| e.to_string())?;
+    println!("deleted {count} media item(s) created before {before} ({freed} bytes freed on disk)");
     Ok(())
 }

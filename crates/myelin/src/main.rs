@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use myelin::{admin, server};
 use myelin_core::Config;
+use myelin_media::PurgeScope;
 use std::{path::PathBuf, process::ExitCode};
 
 #[derive(Parser)]
@@ -28,6 +29,32 @@ enum Command {
     /// Manage registration tokens.
     #[command(subcommand, name = "registration-token")]
     RegistrationToken(TokenCommand),
+    /// Inspect and remove media.
+    #[command(subcommand)]
+    Media(MediaCommand),
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Show the metadata of an mxc:// URI.
+    Info { mxc: String },
+    /// Hide media from everyone but server admins.
+    Quarantine { mxc: String },
+    /// Undo a quarantine.
+    Unquarantine { mxc: String },
+    /// Delete media and its thumbnails for good.
+    Delete { mxc: String },
+    /// Delete all media created before DATE (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+    Purge {
+        #[arg(long)]
+        before: String,
+        /// Only media uploaded to this server.
+        #[arg(long, conflicts_with = "remote")]
+        local: bool,
+        /// Only media cached from other servers.
+        #[arg(long)]
+        remote: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +174,18 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::RegistrationToken(TokenCommand::List) => admin::token_list(config).await,
         Command::RegistrationToken(TokenCommand::Delete { token }) => admin::token_delete(config, &token).await,
+        Command::Media(MediaCommand::Info { mxc }) => admin::media_info(config, &mxc).await,
+        Command::Media(MediaCommand::Quarantine { mxc }) => admin::media_quarantine(config, &mxc, true).await,
+        Command::Media(MediaCommand::Unquarantine { mxc }) => admin::media_quarantine(config, &mxc, false).await,
+        Command::Media(MediaCommand::Delete { mxc }) => admin::media_delete(config, &mxc).await,
+        Command::Media(MediaCommand::Purge { before, local, remote }) => {
+            let scope = match (local, remote) {
+                (true, _) => PurgeScope::Local,
+                (_, true) => PurgeScope::Remote,
+                _ => PurgeScope::All,
+            };
+            admin::media_purge(config, &before, scope).await
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use axum::{
     routing::{MethodFilter, on},
 };
 use http::HeaderMap;
+use myelin_media::Access;
 use ruma::{
     ServerName,
     api::client::{
@@ -21,6 +22,8 @@ use ruma::{
     },
 };
 use std::{sync::Arc, time::Duration};
+
+use super::access;
 
 pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     router
@@ -42,9 +45,9 @@ async fn find_and_serve(
     (server_name, media_id): (&ServerName, &str),
     filename: Option<&str>,
     timeout: Duration,
-    authenticated: bool,
+    access: Access,
 ) -> Result<Response, ApiError> {
-    let row = services.media.find(server_name, media_id, timeout, authenticated).await?;
+    let row = services.media.find(server_name, media_id, timeout, access).await?;
     serve_file(services.media.blobs(), ServedFile::media(&row, filename)?, headers).await
 }
 
@@ -55,7 +58,7 @@ async fn get_download(
     request: Ruma<download::Request>,
 ) -> Result<Response, ApiError> {
     let r = &request.body;
-    find_and_serve(&services, &headers, (&r.server_name, &r.media_id), None, r.timeout_ms, true).await
+    find_and_serve(&services, &headers, (&r.server_name, &r.media_id), None, r.timeout_ms, access(&request)).await
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
@@ -65,7 +68,15 @@ async fn get_download_as(
     request: Ruma<download_as::Request>,
 ) -> Result<Response, ApiError> {
     let r = &request.body;
-    find_and_serve(&services, &headers, (&r.server_name, &r.media_id), Some(&r.filename), r.timeout_ms, true).await
+    find_and_serve(
+        &services,
+        &headers,
+        (&r.server_name, &r.media_id),
+        Some(&r.filename),
+        r.timeout_ms,
+        access(&request),
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (deprecated, unauthenticated)
@@ -75,7 +86,8 @@ async fn get_legacy_download(
     request: Ruma<legacy_download::Request>,
 ) -> Result<Response, ApiError> {
     let r = &request.body;
-    find_and_serve(&services, &headers, (&r.server_name, &r.media_id), None, r.timeout_ms, false).await
+    find_and_serve(&services, &headers, (&r.server_name, &r.media_id), None, r.timeout_ms, Access::Unauthenticated)
+        .await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (deprecated, unauthenticated)
@@ -85,5 +97,13 @@ async fn get_legacy_download_as(
     request: Ruma<legacy_download_as::Request>,
 ) -> Result<Response, ApiError> {
     let r = &request.body;
-    find_and_serve(&services, &headers, (&r.server_name, &r.media_id), Some(&r.filename), r.timeout_ms, false).await
+    find_and_serve(
+        &services,
+        &headers,
+        (&r.server_name, &r.media_id),
+        Some(&r.filename),
+        r.timeout_ms,
+        Access::Unauthenticated,
+    )
+    .await
 }

@@ -14,6 +14,7 @@ use axum::{
 };
 use http::HeaderMap;
 use myelin_core::{Error, config::ThumbnailMethod};
+use myelin_media::Access;
 use myelin_media::ThumbnailRequest;
 use ruma::{
     ServerName, UInt,
@@ -24,6 +25,8 @@ use ruma::{
     media::Method,
 };
 use std::{sync::Arc, time::Duration};
+
+use super::access;
 
 pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     router
@@ -57,9 +60,9 @@ async fn make_and_serve(
     (server_name, media_id): (&ServerName, &str),
     request: ThumbnailRequest,
     timeout: Duration,
-    authenticated: bool,
+    access: Access,
 ) -> Result<Response, ApiError> {
-    let row = services.media.thumbnail(server_name, media_id, request, timeout, authenticated).await?;
+    let row = services.media.thumbnail(server_name, media_id, request, timeout, access).await?;
     serve_file(services.media.blobs(), ServedFile::thumbnail(&row), headers).await
 }
 
@@ -71,7 +74,7 @@ async fn get_thumbnail(
 ) -> Result<Response, ApiError> {
     let r = &request.body;
     let wanted = thumbnail_request(r.width, r.height, r.method.as_ref(), r.animated)?;
-    make_and_serve(&services, &headers, (&r.server_name, &r.media_id), wanted, r.timeout_ms, true).await
+    make_and_serve(&services, &headers, (&r.server_name, &r.media_id), wanted, r.timeout_ms, access(&request)).await
 }
 
 /// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (deprecated, unauthenticated)
@@ -82,5 +85,6 @@ async fn get_legacy_thumbnail(
 ) -> Result<Response, ApiError> {
     let r = &request.body;
     let wanted = thumbnail_request(r.width, r.height, r.method.as_ref(), r.animated)?;
-    make_and_serve(&services, &headers, (&r.server_name, &r.media_id), wanted, r.timeout_ms, false).await
+    make_and_serve(&services, &headers, (&r.server_name, &r.media_id), wanted, r.timeout_ms, Access::Unauthenticated)
+        .await
 }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-backend_tests!(admin_commands);
+backend_tests!(admin_commands, media_commands);
 
 fn myelin(db: &TestDatabase, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_myelin"))
@@ -80,6 +80,69 @@ async fn admin_commands(backend: Backend) {
         "M_UNKNOWN_TOKEN",
     );
     assert!(stdout(&myelin(&server.db, &["user", "list"])).contains("@carol:localhost\tdeactivated"));
+}
+
+async fn media_commands(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    stdout(&myelin(&db, &["user", "create", "root", "--password", "rootpassword", "--admin"]));
+    let config = test_config(&db);
+    let server = TestServer::start_config(db, config).await;
+    let alice = server.register("alice").await;
+    let (_, root) = server.login("root", "rootpassword", json!({})).await;
+    let root_token = root["access_token"].as_str().unwrap();
+    let a =
+        crate::media::upload(&server, &alice.token, b"shared bytes".to_vec(), Some("text/plain"), Some("a.txt")).await;
+    let b = crate::media::upload(&server, &alice.token, b"shared bytes".to_vec(), None, None).await;
+    let c = crate::media::upload(&server, &alice.token, b"other bytes".to_vec(), None, None).await;
+    let mxc = |id: &str| format!("mxc://localhost/{id}");
+    let db = &server.db;
+
+    let info = stdout(&myelin(db, &["media", "info", &mxc(&a)]));
+    for line in [
+        "uploader           @alice:localhost",
+        "content_type       text/plain",
+        "size               12",
+        "quarantined        false",
+    ] {
+        assert!(info.contains(line), "{line} in\n{info}");
+    }
+    assert!(!myelin(db, &["media", "info", "not-an-mxc"]).status.success());
+
+    stdout(&myelin(db, &["media", "quarantine", &mxc(&a)]));
+    assert_error(&server.get(&crate::media::download_url(&a), Some(&alice.token)).await, 404, "M_NOT_FOUND");
+    assert_eq!(server.get(&crate::media::download_url(&a), Some(root_token)).await.0, 200, "admins still see it");
+    stdout(&myelin(db, &["media", "unquarantine", &mxc(&a)]));
+    assert_eq!(server.get(&crate::media::download_url(&a), Some(&alice.token)).await.0, 200);
+
+    // A blob goes when nothing uses it any more.
+    let blob_count = || -> usize {
+        std::fs::read_dir(server.db.dir.path().join("data/media/blobs"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum()
+    };
+    assert_eq!(blob_count(), 2);
+    assert!(stdout(&myelin(db, &["media", "delete", &mxc(&a)])).contains("(0 bytes freed"));
+    assert_error(&server.get(&crate::media::download_url(&a), Some(&alice.token)).await, 404, "M_NOT_FOUND");
+    assert_eq!(server.get(&crate::media::download_url(&b), Some(&alice.token)).await.0, 200);
+    assert!(stdout(&myelin(db, &["media", "delete", &mxc(&b)])).contains("(12 bytes freed"));
+    assert_eq!(blob_count(), 1);
+    assert!(!myelin(db, &["media", "delete", &mxc(&b)]).status.success());
+
+    assert!(
+        stdout(&myelin(db, &["media", "purge", "--before", "2999-01-01T00:00:00Z", "--remote"]))
+            .contains("deleted 0 media")
+    );
+    assert!(
+        stdout(&myelin(db, &["media", "purge", "--before", "2000-01-01T00:00:00Z", "--local"]))
+            .contains("deleted 0 media")
+    );
+    assert!(
+        stdout(&myelin(db, &["media", "purge", "--before", "2999-01-01T00:00:00Z", "--local"]))
+            .contains("deleted 1 media")
+    );
+    assert_error(&server.get(&crate::media::download_url(&c), Some(&alice.token)).await, 404, "M_NOT_FOUND");
+    assert_eq!(blob_count(), 0);
 }
 
 #[test]
