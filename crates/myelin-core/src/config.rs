@@ -240,6 +240,66 @@ pub struct MediaConfig {
     pub max_image_pixels: u64,
     /// The thumbnail sizes made; a request gets the smallest that is at least as large.
     pub thumbnail_sizes: Vec<ThumbnailSize>,
+    /// URL previews (`/preview_url`).
+    pub url_preview: UrlPreviewConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct UrlPreviewConfig {
+    /// Fetch web pages for previews. Off by default: the server then makes requests that
+    /// users choose; the address ranges below keep those away from private networks.
+    pub enabled: bool,
+    /// Address ranges (CIDR) never fetched from, checked after DNS resolution, at connect
+    /// time and on every redirect. IPv4-mapped IPv6 addresses count as their IPv4 address.
+    pub ip_range_denylist: Vec<String>,
+    /// Ranges fetched from even when the denylist covers them.
+    pub ip_range_allowlist: Vec<String>,
+    /// Largest page or image downloaded, in bytes.
+    pub max_size: u64,
+    /// Seconds a fetch (all redirects included) may take.
+    pub timeout_secs: u64,
+    /// Seconds a preview is kept and reused.
+    pub cache_secs: u64,
+}
+
+impl Default for UrlPreviewConfig {
+    fn default() -> Self {
+        let deny = [
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.0.2.0/24",
+            "192.88.99.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+            "255.255.255.255/32",
+            "::/128",
+            "::1/128",
+            "64:ff9b::/96",
+            "100::/64",
+            "2001:db8::/32",
+            "fc00::/7",
+            "fe80::/10",
+            "ff00::/8",
+        ];
+        UrlPreviewConfig {
+            enabled: false,
+            ip_range_denylist: deny.iter().map(|r| (*r).to_owned()).collect(),
+            ip_range_allowlist: Vec::new(),
+            max_size: 10 * 1024 * 1024,
+            timeout_secs: 10,
+            cache_secs: 3600,
+        }
+    }
 }
 
 /// One thumbnail size, as `{ width = 320, height = 240, method = "scale" }`.
@@ -270,6 +330,7 @@ impl Default for MediaConfig {
             max_pending_uploads: 5,
             max_image_pixels: 32_000_000,
             // The sizes the spec recommends.
+            url_preview: UrlPreviewConfig::default(),
             thumbnail_sizes: vec![
                 ThumbnailSize { width: 32, height: 32, method: ThumbnailMethod::Crop },
                 ThumbnailSize { width: 96, height: 96, method: ThumbnailMethod::Crop },
@@ -363,6 +424,16 @@ impl Config {
         {
             problems.push("media.thumbnail_sizes: width and height must be between 1 and 4096".to_owned());
         }
+        let preview = &self.media.url_preview;
+        for (name, ranges) in
+            [("ip_range_denylist", &preview.ip_range_denylist), ("ip_range_allowlist", &preview.ip_range_allowlist)]
+        {
+            for range in ranges {
+                if range.parse::<std::net::IpAddr>().is_err() && !is_cidr(range) {
+                    problems.push(format!("media.url_preview.{name}: \"{range}\" is not an address or CIDR range"));
+                }
+            }
+        }
         if self.media.max_upload_size == 0 {
             problems.push("media.max_upload_size: must be at least 1".to_owned());
         }
@@ -386,6 +457,16 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("myelin.db").display()),
         }
+    }
+}
+
+/// Whether `text` looks like `ADDRESS/PREFIX` with a prefix that fits the address family.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else { return false };
+    match (address.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(p)) => p <= 32,
+        (Ok(std::net::IpAddr::V6(_)), Ok(p)) => p <= 128,
+        _ => false,
     }
 }
 

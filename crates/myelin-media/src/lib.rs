@@ -3,6 +3,7 @@
 
 mod admin;
 mod blobs;
+mod preview;
 mod service;
 mod thumbnail;
 mod thumbnails;

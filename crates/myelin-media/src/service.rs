@@ -31,6 +31,8 @@ pub struct MediaService {
     freeze_ts: Option<i64>,
     waiters: Waiters,
     pub(crate) renders: crate::thumbnails::Renders,
+    /// None when URL previews are off.
+    pub(crate) previewer: Option<crate::preview::Previewer>,
 }
 
 /// What an upload says about itself besides its bytes.
@@ -82,7 +84,16 @@ impl MediaService {
         if let Some(ts) = freeze_ts {
             tracing::info!(freeze_ts = ts, "unauthenticated media is frozen for uploads from this instant on");
         }
-        Ok(MediaService { store, blobs, config, freeze_ts, waiters: Waiters::default(), renders: Default::default() })
+        let previewer = crate::preview::Previewer::new(&config)?;
+        Ok(MediaService {
+            store,
+            blobs,
+            config,
+            freeze_ts,
+            waiters: Waiters::default(),
+            renders: Default::default(),
+            previewer,
+        })
     }
 
     pub fn blobs(&self) -> &FsBlobStore {
@@ -103,13 +114,27 @@ impl MediaService {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        self.store_media(Some(uploader), meta, body).await
+    }
+
+    /// Stores new local media; `uploader` None is media the server made itself (previews).
+    pub(crate) async fn store_media<S, E>(
+        &self,
+        uploader: Option<&UserId>,
+        meta: UploadMeta,
+        body: S,
+    ) -> Result<OwnedMxcUri>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
         let blob = self.receive(uploader, meta.declared_length, body).await?;
         let media_id = random_string(32);
         let now = now_ms();
         let row = MediaRow {
             origin: self.config.server_name.to_string(),
             media_id: media_id.clone(),
-            uploader: Some(uploader.to_string()),
+            uploader: uploader.map(ToString::to_string),
             content_type: meta.content_type,
             filename: meta.filename,
             size: Some(blob.size as i64),
@@ -125,7 +150,12 @@ impl MediaService {
     }
 
     /// Checks the size limit and the quota, then writes the blob (durable before returning).
-    async fn receive<S, E>(&self, uploader: &UserId, declared_length: Option<u64>, body: S) -> Result<StoredBlob>
+    async fn receive<S, E>(
+        &self,
+        uploader: Option<&UserId>,
+        declared_length: Option<u64>,
+        body: S,
+    ) -> Result<StoredBlob>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
@@ -135,8 +165,8 @@ impl MediaService {
         if declared_length.is_some_and(|len| len > max) {
             return Err(too_large());
         }
-        let quota_left = match self.config.media.max_bytes_per_user {
-            Some(quota) => {
+        let quota_left = match (self.config.media.max_bytes_per_user, uploader) {
+            (Some(quota), Some(uploader)) => {
                 let used = self.store.media().bytes_uploaded_by(uploader.as_str()).await?.max(0) as u64;
                 let left = quota.saturating_sub(used);
                 if declared_length.is_some_and(|len| len > left) || left == 0 {
@@ -144,7 +174,7 @@ impl MediaService {
                 }
                 Some((quota, left))
             }
-            None => None,
+            _ => None,
         };
         let limit = quota_left.map_or(max, |(_, left)| left.min(max));
         match self.blobs.write(body, limit).await {
@@ -214,7 +244,7 @@ impl MediaService {
         if existing.is_uploaded() {
             return Err(cannot_overwrite());
         }
-        let blob = self.receive(uploader, meta.declared_length, body).await?;
+        let blob = self.receive(Some(uploader), meta.declared_length, body).await?;
         let now = now_ms();
         let row = MediaRow {
             content_type: meta.content_type,

@@ -29,6 +29,9 @@ pub struct RunningServer {
 
 /// Opens the store and starts serving; returns once the listener is bound.
 pub async fn start(config: Config) -> Result<RunningServer, String> {
+    // Outbound TLS (URL previews, later federation) uses ring through rustls; set it once for
+    // the process. A second start in the same process finds it set already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let services = Services::new(config.clone(), store).await.map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@
 mod config;
 mod download;
 mod file_response;
+mod preview;
 mod thumbnail;
 mod upload;
 
@@ -17,6 +18,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = upload::routes(router);
     let router = download::routes(router);
     let router = thumbnail::routes(router);
+    let router = preview::routes(router);
     config::routes(router)
 }
 

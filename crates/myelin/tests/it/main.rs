@@ -10,6 +10,7 @@ mod errors;
 mod login;
 mod media;
 mod media_async;
+mod media_preview;
 mod media_thumbnails;
 mod profile_devices;
 mod register;
