@@ -5,7 +5,7 @@
 #![allow(deprecated)]
 
 use super::file_response::{ServedFile, serve_file};
-use crate::{ApiError, Ruma, Services, client::RouteRuma};
+use crate::{ApiError, Ruma, Services, client::RouteRuma, ruma_wrapper::ClientAuth};
 use axum::{
     Router,
     extract::State,
@@ -18,6 +18,7 @@ use myelin_media::Access;
 use myelin_media::ThumbnailRequest;
 use ruma::{
     ServerName, UInt,
+    api::IncomingRequest,
     api::client::{
         authenticated_media::get_content_thumbnail::v1 as thumbnail,
         media::get_content_thumbnail::v3 as legacy_thumbnail,
@@ -30,9 +31,39 @@ use super::access;
 
 pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     router
-        .ruma::<thumbnail::Request, _, _>(get_thumbnail)
-        .ruma::<legacy_thumbnail::Request, _, _>(get_legacy_thumbnail)
-        .route("/_matrix/media/v1/thumbnail/{server_name}/{media_id}", on(MethodFilter::GET, get_legacy_thumbnail))
+        .ruma::<thumbnail::Request, _, _>(get_thumbnail::<thumbnail::Request>)
+        .ruma::<legacy_thumbnail::Request, _, _>(get_thumbnail::<legacy_thumbnail::Request>)
+        .route(
+            "/_matrix/media/v1/thumbnail/{server_name}/{media_id}",
+            on(MethodFilter::GET, get_thumbnail::<legacy_thumbnail::Request>),
+        )
+}
+
+/// What both thumbnail endpoints ask for.
+trait ThumbnailEndpoint: IncomingRequest<Authentication: ClientAuth> + Send + 'static {
+    /// False for the deprecated endpoint, which serves no frozen media.
+    const AUTHENTICATED: bool;
+    fn target(&self) -> (&ServerName, &str, Duration);
+    fn wanted(&self) -> Result<ThumbnailRequest, ApiError>;
+}
+
+macro_rules! thumbnail_endpoint {
+    ($($ty:ty => $authenticated:expr;)*) => {$(
+        impl ThumbnailEndpoint for $ty {
+            const AUTHENTICATED: bool = $authenticated;
+            fn target(&self) -> (&ServerName, &str, Duration) {
+                (&self.server_name, &self.media_id, self.timeout_ms)
+            }
+            fn wanted(&self) -> Result<ThumbnailRequest, ApiError> {
+                thumbnail_request(self.width, self.height, self.method.as_ref(), self.animated)
+            }
+        }
+    )*};
+}
+
+thumbnail_endpoint! {
+    thumbnail::Request => true;
+    legacy_thumbnail::Request => false;
 }
 
 /// The request's parameters, checked.
@@ -54,37 +85,16 @@ fn thumbnail_request(
     Ok(ThumbnailRequest { width, height, method, animated: animated.unwrap_or(false) })
 }
 
-async fn make_and_serve(
-    services: &Services,
-    headers: &HeaderMap,
-    (server_name, media_id): (&ServerName, &str),
-    request: ThumbnailRequest,
-    timeout: Duration,
-    access: Access,
-) -> Result<Response, ApiError> {
-    let row = services.media.thumbnail(server_name, media_id, request, timeout, access).await?;
-    serve_file(services.media.blobs(), ServedFile::thumbnail(&row), headers).await
-}
-
-/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
-async fn get_thumbnail(
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`, and the deprecated
+/// `GET /_matrix/media/{r0,v1,v3}/thumbnail/{serverName}/{mediaId}`
+async fn get_thumbnail<T: ThumbnailEndpoint>(
     State(services): State<Arc<Services>>,
     headers: HeaderMap,
-    request: Ruma<thumbnail::Request>,
+    request: Ruma<T>,
 ) -> Result<Response, ApiError> {
-    let r = &request.body;
-    let wanted = thumbnail_request(r.width, r.height, r.method.as_ref(), r.animated)?;
-    make_and_serve(&services, &headers, (&r.server_name, &r.media_id), wanted, r.timeout_ms, access(&request)).await
-}
-
-/// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (deprecated, unauthenticated)
-async fn get_legacy_thumbnail(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    request: Ruma<legacy_thumbnail::Request>,
-) -> Result<Response, ApiError> {
-    let r = &request.body;
-    let wanted = thumbnail_request(r.width, r.height, r.method.as_ref(), r.animated)?;
-    make_and_serve(&services, &headers, (&r.server_name, &r.media_id), wanted, r.timeout_ms, Access::Unauthenticated)
-        .await
+    let access = if T::AUTHENTICATED { access(&request) } else { Access::Unauthenticated };
+    let wanted = request.body.wanted()?;
+    let (server_name, media_id, timeout) = request.body.target();
+    let row = services.media.thumbnail(server_name, media_id, wanted, timeout, access).await?;
+    serve_file(services.media.blobs(), ServedFile::thumbnail(&row), &headers).await
 }
