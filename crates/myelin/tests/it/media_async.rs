@@ -4,7 +4,13 @@ use crate::{backend_tests, common::*, media::download_url};
 use reqwest::Method;
 use std::time::{Duration, Instant};
 
-backend_tests!(create_then_upload, waiting_download_is_released_by_the_upload, concurrent_puts_one_wins, pending_limit);
+backend_tests!(
+    create_then_upload,
+    waiting_download_is_released_by_the_upload,
+    concurrent_puts_one_wins,
+    pending_limit,
+    in_flight_requests_finish_on_shutdown,
+);
 
 async fn create(server: &TestServer, token: &str) -> String {
     let (status, body) = server.post("/_matrix/media/v1/create", Some(token), serde_json::json!({})).await;
@@ -102,4 +108,20 @@ async fn pending_limit(backend: Backend) {
     // Another user is not affected.
     let bob = server.register("bob").await;
     create(&server, &bob.token).await;
+}
+
+/// Graceful shutdown: a request still running when the server is told to stop gets its
+/// answer; only then does the server close its connections and the database.
+async fn in_flight_requests_finish_on_shutdown(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let id = create(&server, &alice.token).await;
+    let url = format!("{}{}?timeout_ms=1500", server.base, download_url(&id));
+    let waiting = tokio::spawn(server.http.get(url).bearer_auth(alice.token.clone()).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    let _db = server.stop().await;
+    assert!(stopping.elapsed() >= Duration::from_millis(800), "stop waited for the request");
+    let response = waiting.await.unwrap().expect("an answer, not a dropped connection");
+    assert_eq!(response.status(), 504);
 }
