@@ -156,6 +156,10 @@ fn resize(image: &DynamicImage, method: ThumbnailMethod, (out_w, out_h): (u32, u
             } else {
                 (w, ((f64::from(w) / aspect).round() as u32).clamp(1, h))
             };
+            if (cw, ch) == (w, h) {
+                // Same aspect already: cropping would only copy every pixel.
+                return image.thumbnail_exact(out_w, out_h);
+            }
             image.crop_imm((w - cw) / 2, (h - ch) / 2, cw, ch).thumbnail_exact(out_w, out_h)
         }
     }
