@@ -1,13 +1,16 @@
 """Small helpers shared by the benchmark harnesses (stdlib only).
 
-Benchmarks run with the system python3; only Synapse itself lives in a venv,
-so nothing here may import a third-party package.
+Benchmarks run with the system python3; only Synapse and the image generator
+(harness/images.py) live in venvs, so nothing here may import a third-party package.
 """
 
 import http.client
 import os
+import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 
 # Repository root: bench/harness/common.py -> ../../
@@ -85,3 +88,97 @@ def tail(path: str, n: int = 40) -> str:
             return "".join(f.readlines()[-n:])
     except OSError:
         return ""
+
+
+def ensure_apt(package: str, binary: str | None = None) -> str:
+    """Path of `binary` (default: the package name), installing the Debian package if missing.
+
+    A fresh machine may have empty package lists, so a failed install is retried once after
+    `apt-get update`. Where no /usr/sbin/policy-rc.d exists, one that denies every start is put
+    in place for the install: packages such as nginx would otherwise start a system-wide daemon
+    listening on all interfaces, and benchmarks only ever run their own servers on loopback.
+    """
+    binary = binary or package
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    print(f"[bench] installing {package} with apt-get ...", file=sys.stderr)
+    policy = "/usr/sbin/policy-rc.d"
+    made_policy = not os.path.exists(policy)
+    if made_policy:
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\n# put here by bench/harness for one apt-get install\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        cmd = ["apt-get", "install", "-y", "-q", package]
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    finally:
+        if made_policy:
+            os.remove(policy)
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if not found:
+        raise FileNotFoundError(f"apt-get installed {package} but no {binary} is on PATH")
+    return found
+
+
+class RssSampler:
+    """Peak resident memory of a process while a block of code runs.
+
+        with RssSampler(server.pid) as rss:
+            do_the_transfer()
+        print(rss.growth_kib)       # sampled peak minus the value just before
+
+    A daemon thread reads VmRSS from /proc/PID/status every `interval` seconds (20 ms by
+    default: a transfer of a second or more gets dozens of samples, and one read costs a few
+    microseconds). As a cross-check that a short spike between two samples was not missed,
+    the kernel's own high-water mark VmHWM is reset on entry (writing 5 to
+    /proc/PID/clear_refs, which needs the process to be ours or root) and read on exit:
+    `hwm_growth_kib` is None where that reset is not allowed.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid = pid
+        self.interval = interval
+        self.samples = 0
+        self.hwm_growth_kib: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RssSampler":
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+            self._hwm_reset = True
+        except OSError:
+            self._hwm_reset = False
+        self.baseline_kib = rss_kib(self.pid)
+        self.peak_kib = self.baseline_kib
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        try:
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
+            self.samples += 1
+        except (OSError, KeyError):  # the process went away: keep what was seen
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # one last look, after the transfer ended
+        if self._hwm_reset:
+            try:
+                self.hwm_growth_kib = rss_kib(self.pid, "VmHWM") - self.baseline_kib
+            except (OSError, KeyError):
+                pass
+
+    @property
+    def growth_kib(self) -> int:
+        return self.peak_kib - self.baseline_kib

@@ -69,8 +69,11 @@ def ensure_installed() -> str:
     return PYTHON
 
 
-def make_config(workdir: str, port: int) -> str:
-    """Write homeserver.yaml (as JSON, which is YAML) and its log config."""
+def make_config(workdir: str, port: int, extra_config: dict | None = None) -> str:
+    """Write homeserver.yaml (as JSON, which is YAML) and its log config.
+
+    `extra_config` keys replace the defaults below (top-level keys, e.g.
+    {"max_upload_size": 2 * 1024**3}); None keeps the defaults as they are."""
     log_file = os.path.join(workdir, "homeserver.log")
     log_config = {  # stdlib logging dictConfig; WARNING keeps the log (and I/O) small
         "version": 1,
@@ -113,6 +116,7 @@ def make_config(workdir: str, port: int) -> str:
         config[key] = dict(_UNLIMITED)
     for key, subs in _RC_NESTED.items():
         config[key] = {sub: dict(_UNLIMITED) for sub in subs}
+    config.update(extra_config or {})
 
     path = os.path.join(workdir, "homeserver.yaml")
     with open(path, "w") as f:
@@ -125,16 +129,18 @@ class Synapse:
 
     Attributes: base_url, port, pid, proc, workdir, log_file,
     spawn_time / ready_time (time.monotonic()), startup_seconds.
+    `extra_config` overrides top-level homeserver.yaml keys (see make_config).
     """
 
     def __init__(self, port: int | None = None, poll_interval: float = 0.01,
-                 timeout: float = 120.0, keep_dir: bool = False):
+                 timeout: float = 120.0, keep_dir: bool = False,
+                 extra_config: dict | None = None):
         self.python = ensure_installed()
         self.port = port or common.free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.keep_dir = keep_dir
         self.workdir = tempfile.mkdtemp(prefix="bench-synapse-")
-        self.config_path = make_config(self.workdir, self.port)
+        self.config_path = make_config(self.workdir, self.port, extra_config)
         self.log_file = os.path.join(self.workdir, "homeserver.log")
         # The signing key is made before the clock starts: it is set-up, not start-up.
         keygen = subprocess.run([self.python, "-m", "synapse.app.homeserver", "-c",
