@@ -77,20 +77,27 @@ impl From<std::io::Error> for RenderError {
 const MAX_FRAMES: usize = 1000;
 
 pub fn render(path: &Path, plan: &Plan, animated: bool, max_pixels: u64) -> Result<Rendered, RenderError> {
-    let format = open(path)?.format().ok_or(RenderError::NotAnImage)?;
+    let mut reader = open(path)?;
+    let format = reader.format().ok_or(RenderError::NotAnImage)?;
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP) {
         return Err(RenderError::NotAnImage);
     }
-    let (width, height) = open(path)?.into_dimensions()?;
+    reader.limits(limits(max_pixels));
+    // Only the header is read so far: refuse a huge image before decoding any of it.
+    let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(RenderError::TooLarge);
     }
-    if animated && let Some(rendered) = render_animated(path, format, plan, max_pixels)? {
-        return Ok(rendered);
+    if animated {
+        if let Some(rendered) = render_animated(path, format, plan, max_pixels)? {
+            return Ok(rendered);
+        }
+        // Not animated after all: decode the still image from the start again.
+        let mut reader = open(path)?;
+        reader.limits(limits(max_pixels));
+        decoder = reader.into_decoder()?;
     }
-    let mut reader = open(path)?;
-    reader.limits(limits(max_pixels));
-    let mut decoder = reader.into_decoder()?;
     let orientation = decoder.orientation()?;
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
