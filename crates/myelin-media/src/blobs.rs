@@ -1,18 +1,16 @@
 //! The filesystem blob store: files named by their sha256, so identical content is stored once.
 //! A blob is written to a temporary file while hashing and counting, flushed to disk, then
 //! renamed into place: a reader never sees a partial blob, and a crash leaves only temp files.
+//! Content that is stored already is recognised by its hash and not written a second time.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::{
-    io,
+    io::{self, BufWriter, Write},
     path::{Path, PathBuf},
 };
-use tokio::{
-    fs::{self, File},
-    io::{AsyncWriteExt, BufWriter},
-};
+use tokio::fs::File;
 
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
@@ -70,35 +68,34 @@ impl FsBlobStore {
     }
 
     /// Streams `body` into the store, at most `max_size` bytes.
+    ///
+    /// The async side only receives and counts; a blocking thread hashes and writes, so the
+    /// network and the disk work at the same time. A bounded channel between them keeps memory
+    /// flat whatever the size.
     pub async fn write<S, E>(&self, body: S, max_size: u64) -> Result<StoredBlob, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let temp = self.root.join("tmp").join(myelin_core::util::random_string(24));
-        let result = self.write_temp(&temp, body, max_size).await;
-        match result {
-            Ok((sha256, size)) => match self.move_into_place(&temp, &sha256).await {
-                Ok(()) => Ok(StoredBlob { sha256, size }),
-                Err(e) => {
-                    let _ = fs::remove_file(&temp).await;
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = fs::remove_file(&temp).await;
-                Err(e)
-            }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+        let store = self.clone();
+        let writer = tokio::task::spawn_blocking(move || store.write_blocking(rx));
+        let received = Self::receive(body, max_size, &tx).await;
+        if received.is_ok() {
+            // The writer may have failed (disk full) and closed its end: its error says why.
+            let _ = tx.send(Chunk::End).await;
         }
+        drop(tx);
+        let written = writer.await.map_err(|e| BlobError::Io(io::Error::other(e)))?;
+        received?;
+        written
     }
 
-    async fn write_temp<S, E>(&self, temp: &Path, body: S, max_size: u64) -> Result<(String, u64), BlobError>
+    async fn receive<S, E>(body: S, max_size: u64, tx: &tokio::sync::mpsc::Sender<Chunk>) -> Result<(), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let mut file = BufWriter::with_capacity(256 * 1024, File::create(temp).await?);
-        let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
@@ -107,31 +104,113 @@ impl FsBlobStore {
             if size > max_size {
                 return Err(BlobError::TooLarge);
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            if tx.send(Chunk::Data(chunk)).await.is_err() {
+                // The writer stopped early; its result carries the error.
+                return Ok(());
+            }
         }
-        file.flush().await?;
-        file.get_ref().sync_all().await?;
-        let digest = hasher.finalize();
-        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Ok((sha256, size))
+        Ok(())
     }
 
-    async fn move_into_place(&self, temp: &Path, sha256: &str) -> io::Result<()> {
+    /// The writer thread: hash and write to a temp file, then move it into place (or drop it
+    /// when the same content is stored already). The temp file is removed on every failure.
+    fn write_blocking(&self, rx: tokio::sync::mpsc::Receiver<Chunk>) -> Result<StoredBlob, BlobError> {
+        let temp = self.root.join("tmp").join(myelin_core::util::random_string(24));
+        let result = self.write_temp(&temp, rx).and_then(|blob| {
+            self.move_into_place(&temp, &blob.sha256)?;
+            Ok(blob)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn write_temp(&self, temp: &Path, mut rx: tokio::sync::mpsc::Receiver<Chunk>) -> Result<StoredBlob, BlobError> {
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, std::fs::File::create(temp)?);
+        let mut hasher = Sha256::new();
+        let (mut size, mut flushed) = (0u64, 0u64);
+        loop {
+            match rx.blocking_recv() {
+                Some(Chunk::Data(chunk)) => {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk)?;
+                    size += chunk.len() as u64;
+                    if size - flushed >= WRITEBACK_STEP {
+                        file.flush()?;
+                        start_writeback(file.get_ref(), flushed, size - flushed);
+                        flushed = size;
+                    }
+                }
+                Some(Chunk::End) => break,
+                // The receiving side gave up (too large, body broke off): keep nothing.
+                None => return Err(BlobError::Body("upload interrupted".into())),
+            }
+        }
+        file.flush()?;
+        let digest = hasher.finalize();
+        let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let Some(target) = self.path(&sha256) else {
+            return Err(io::Error::other("computed a malformed digest").into());
+        };
+        // Content stored already needs no second copy on disk, so skip the flush too.
+        if !target.exists() {
+            file.get_ref().sync_data()?;
+        }
+        Ok(StoredBlob { sha256, size })
+    }
+
+    fn move_into_place(&self, temp: &Path, sha256: &str) -> io::Result<()> {
         let Some(target) = self.path(sha256) else {
             return Err(io::Error::other("computed a malformed digest"));
         };
-        if fs::try_exists(&target).await? {
+        if target.exists() {
             // The same bytes are stored already.
-            return fs::remove_file(temp).await;
+            return std::fs::remove_file(temp);
         }
         let dir = target.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
-        fs::create_dir_all(&dir).await?;
-        fs::rename(temp, &target).await?;
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            // The new directory's own entry must reach the disk, not only what it holds.
+            std::fs::File::open(self.root.join("blobs"))?.sync_all()?;
+        }
+        std::fs::rename(temp, &target)?;
         // The rename is durable only once the directory entry is on disk.
-        File::open(&dir).await?.sync_all().await
+        std::fs::File::open(&dir)?.sync_all()
     }
 }
+
+/// What the receiving side hands the writer thread.
+enum Chunk {
+    Data(Bytes),
+    /// The whole body arrived: finish the blob.
+    End,
+}
+
+/// Chunks in flight between the receiving task and the writer thread (hyper's chunks are
+/// 8–64 KiB, so at most a few MiB are buffered).
+const CHANNEL_CHUNKS: usize = 32;
+const WRITE_BUFFER: usize = 256 * 1024;
+/// How much is written before the kernel is asked to start writing it back, so that the final
+/// flush finds most of a large file on disk already instead of all of it.
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain syscall on a descriptor this function borrows for its duration; it reads
+    // and writes no memory of ours. SYNC_FILE_RANGE_WRITE only starts the writeback, it does
+    // not wait for it: a failure here just leaves the work to the final sync_data.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 use image::{
     AnimationDecoder, DynamicImage, Frame, ImageDecoder, ImageFormat, ImageReader, Limits,
     codecs::{gif::GifDecoder, gif::GifEncoder, gif::Repeat, jpeg::JpegEncoder, png::PngDecoder, webp::WebPDecoder},
+    metadata::Orientation,
 };
 use myelin_core::config::{ThumbnailMethod, ThumbnailSize};
 use std::{fs::File, io::BufReader, path::Path};
@@ -89,7 +90,7 @@ pub fn render(path: &Path, plan: &Plan, animated: bool, max_pixels: u64) -> Resu
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(RenderError::TooLarge);
     }
-    if animated {
+    if animated && format != ImageFormat::Jpeg {
         if let Some(rendered) = render_animated(path, format, plan, max_pixels)? {
             return Ok(rendered);
         }
@@ -99,11 +100,19 @@ pub fn render(path: &Path, plan: &Plan, animated: bool, max_pixels: u64) -> Resu
         decoder = reader.into_decoder()?;
     }
     let orientation = decoder.orientation()?;
-    let mut image = DynamicImage::from_decoder(decoder)?;
-    image.apply_orientation(orientation);
-    let Some(output) = output_size(plan, image.width(), image.height()) else {
+    let upright = if turns_sideways(orientation) { (height, width) } else { (width, height) };
+    let Some(output) = output_size(plan, upright.0, upright.1) else {
         return Ok(Rendered::Original);
     };
+    let reduced = match format {
+        ImageFormat::Jpeg => decode_jpeg_reduced(path, (width, height), upright, output),
+        _ => None,
+    };
+    let mut image = match reduced {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder)?,
+    };
+    image.apply_orientation(orientation);
     let thumbnail = resize(&image, plan.method, output);
     let mut bytes = Vec::new();
     let content_type = if format == ImageFormat::Jpeg {
@@ -114,6 +123,49 @@ pub fn render(path: &Path, plan: &Plan, animated: bool, max_pixels: u64) -> Resu
         "image/png"
     };
     Ok(Rendered::Image { bytes, content_type })
+}
+
+/// Whether applying this EXIF orientation swaps width and height.
+fn turns_sideways(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
+}
+
+/// Decodes a JPEG at a reduced DCT scale (1/2, 1/4 or 1/8) when the thumbnail is that much
+/// smaller: the decoder then skips most of the inverse transform and the resize has a fraction
+/// of the pixels, which makes a small thumbnail of a large photo several times cheaper. Keeps
+/// twice the output's resolution so that the final resize still filters properly. None when no
+/// reduction applies or this decoder cannot handle the file: the caller decodes it in full.
+fn decode_jpeg_reduced(
+    path: &Path,
+    (width, height): (u32, u32),
+    upright: (u32, u32),
+    (out_w, out_h): (u32, u32),
+) -> Option<DynamicImage> {
+    let factor = f64::max(f64::from(out_w) / f64::from(upright.0), f64::from(out_h) / f64::from(upright.1)) * 2.0;
+    if factor >= 0.5 {
+        return None;
+    }
+    let wanted = |v: u32| u16::try_from((f64::from(v) * factor).ceil() as u32).ok();
+    let mut decoder = jpeg_decoder::Decoder::new(BufReader::new(File::open(path).ok()?));
+    // The pixel limit was checked on the header; this only guards against a lying header.
+    decoder.set_max_decoding_buffer_size(usize::try_from(u64::from(width) * u64::from(height) * 4).ok()?);
+    decoder.read_info().ok()?;
+    let (w, h) = decoder.scale(wanted(width)?, wanted(height)?).ok()?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    if (w, h) == (width, height) {
+        return None;
+    }
+    let pixels = decoder.decode().ok()?;
+    let format = decoder.info()?.pixel_format;
+    match format {
+        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+        // CMYK and 16-bit lossless JPEGs are rare: the full decoder converts them.
+        _ => None,
+    }
 }
 
 fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, RenderError> {

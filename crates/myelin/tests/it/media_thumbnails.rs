@@ -10,6 +10,8 @@ backend_tests!(
     sizes_and_methods,
     small_originals_are_served_as_they_are,
     animated_and_still,
+    animated_webp_and_apng,
+    exif_orientation_and_reduced_jpeg_decoding,
     bad_images,
     freeze_and_sharing
 );
@@ -36,6 +38,43 @@ fn animated_gif(frames: usize) -> Vec<u8> {
         });
         encoder.encode_frames(frames).unwrap();
     }
+    bytes
+}
+
+/// An animated PNG (APNG) of `frames` 200×100 frames.
+fn animated_png(frames: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, 200, 100);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_animated(frames, 0).unwrap();
+        encoder.set_frame_delay(1, 10).unwrap();
+        let mut writer = encoder.write_header().unwrap();
+        for i in 0..frames {
+            let frame = RgbaImage::from_pixel(200, 100, Rgba([0, (i * 80) as u8, 0, 255]));
+            writer.write_image_data(frame.as_raw()).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+    bytes
+}
+
+/// Three 200×100 frames, made by `fixtures/make_fixtures.py` (nothing in Rust encodes one).
+const ANIMATED_WEBP: &[u8] = include_bytes!("fixtures/animated.webp");
+
+/// A JPEG whose EXIF orientation says "rotate 90° clockwise to display": the stored image is
+/// `width`×`height`, its left half red and its right half blue, so upright it is red on top.
+fn sideways_jpeg(width: u32, height: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    let image = image::RgbImage::from_fn(width, height, |x, _| {
+        if x < width / 2 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) }
+    });
+    // A big-endian TIFF header and one IFD entry: Orientation (0x0112), SHORT, 1 value, 6.
+    let exif = [b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut bytes = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+    encoder.set_exif_metadata(exif.to_vec()).unwrap();
+    encoder.write_image(image.as_raw(), width, height, image::ExtendedColorType::Rgb8).unwrap();
     bytes
 }
 
@@ -132,6 +171,58 @@ async fn animated_and_still(backend: Backend) {
     let (_, content_type, _) =
         thumbnail(&server, Some(&alice.token), &url(&single, "width=32&height=32&method=crop&animated=true")).await;
     assert_eq!(content_type, "image/png");
+}
+
+async fn animated_webp_and_apng(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let frames = |bytes: &[u8]| GifDecoder::new(std::io::Cursor::new(bytes)).unwrap().into_frames().count();
+    for (source, content_type) in [(ANIMATED_WEBP.to_vec(), "image/webp"), (animated_png(3), "image/png")] {
+        let id = upload(&server, &alice.token, source, Some(content_type), None).await;
+        let (status, got, bytes) =
+            thumbnail(&server, Some(&alice.token), &url(&id, "width=96&height=96&method=crop&animated=true")).await;
+        assert_eq!((status, got.as_str()), (200, "image/gif"), "{content_type}");
+        assert_eq!(frames(&bytes), 3, "{content_type}");
+        let image = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((image.width(), image.height()), (96, 96), "{content_type}");
+        // Still when not asked for an animation.
+        let (status, got, bytes) =
+            thumbnail(&server, Some(&alice.token), &url(&id, "width=96&height=96&method=crop")).await;
+        assert_eq!((status, got.as_str()), (200, "image/png"), "{content_type}");
+        let image = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((image.width(), image.height()), (96, 96), "{content_type}");
+    }
+    // A one-frame APNG is not an animation.
+    let id = upload(&server, &alice.token, animated_png(1), Some("image/png"), None).await;
+    let (_, got, _) =
+        thumbnail(&server, Some(&alice.token), &url(&id, "width=96&height=96&method=crop&animated=true")).await;
+    assert_eq!(got, "image/png");
+}
+
+async fn exif_orientation_and_reduced_jpeg_decoding(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let red_on_top = |bytes: &[u8]| {
+        let image = image::load_from_memory(bytes).unwrap().to_rgb8();
+        let (top, bottom) =
+            (image.get_pixel(image.width() / 2, 2), image.get_pixel(image.width() / 2, image.height() - 3));
+        top[0] > 200 && top[2] < 60 && bottom[2] > 200 && bottom[0] < 60
+    };
+    // Small enough to be decoded in full, and large enough for a reduced-scale decode: both
+    // paths must apply the orientation.
+    for (width, height, query, expected) in [
+        (400, 200, "width=320&height=240&method=scale", (120, 240)),
+        (2000, 1000, "width=320&height=240&method=scale", (120, 240)),
+        (2000, 1000, "width=32&height=32&method=crop", (32, 32)),
+        (2000, 1000, "width=96&height=96&method=crop", (96, 96)),
+    ] {
+        let id = upload(&server, &alice.token, sideways_jpeg(width, height), Some("image/jpeg"), None).await;
+        let (status, content_type, bytes) = thumbnail(&server, Some(&alice.token), &url(&id, query)).await;
+        assert_eq!((status, content_type.as_str()), (200, "image/jpeg"), "{width}x{height} {query}");
+        let image = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((image.width(), image.height()), expected, "{width}x{height} {query}");
+        assert!(red_on_top(&bytes), "{width}x{height} {query}: not turned upright");
+    }
 }
 
 async fn bad_images(backend: Backend) {
