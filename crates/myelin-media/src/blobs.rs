@@ -10,7 +10,6 @@ use std::{
     io::{self, BufWriter, Write},
     path::{Path, PathBuf},
 };
-use tokio::fs::File;
 
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
@@ -62,9 +61,46 @@ impl FsBlobStore {
         valid.then(|| self.root.join("blobs").join(&sha256[..2]).join(sha256))
     }
 
-    pub async fn open_blob(&self, sha256: &str) -> io::Result<File> {
+    /// Streams `length` bytes of a blob from `start`. One blocking thread reads the whole
+    /// range in large chunks and hands them over a short channel: no thread-pool round trip per
+    /// read, and memory stays at a few chunks whatever the size. Opening errors surface here;
+    /// a read failing later ends the stream with the error.
+    pub fn read_range(
+        &self,
+        sha256: &str,
+        start: u64,
+        length: u64,
+    ) -> io::Result<impl Stream<Item = io::Result<Bytes>> + Send + 'static> {
+        use std::io::{Read, Seek};
         let path = self.path(sha256).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad blob name"))?;
-        File::open(path).await
+        let mut file = std::fs::File::open(path)?;
+        if start > 0 {
+            file.seek(io::SeekFrom::Start(start))?;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_CHANNEL_CHUNKS);
+        tokio::task::spawn_blocking(move || {
+            let mut left = length;
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let mut buffer = bytes::BytesMut::zeroed(want);
+                let result = match file.read(&mut buffer) {
+                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the blob is shorter than its record")),
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        left -= n as u64;
+                        Ok(buffer.freeze())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = result.is_err();
+                // The client went away: stop reading.
+                if tx.blocking_send(result).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
     }
 
     /// Streams `body` into the store, at most `max_size` bytes.
@@ -186,6 +222,11 @@ enum Chunk {
     /// The whole body arrived: finish the blob.
     End,
 }
+
+/// Download reads: large enough that a 100 MiB file is a hundred reads, few enough in flight
+/// that a slow client holds at most a few MiB.
+const READ_CHUNK: usize = 1024 * 1024;
+const READ_CHANNEL_CHUNKS: usize = 4;
 
 /// Chunks in flight between the receiving task and the writer thread (hyper's chunks are
 /// 8–64 KiB, so at most a few MiB are buffered).

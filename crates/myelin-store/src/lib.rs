@@ -6,6 +6,7 @@ mod error;
 mod media;
 mod meta;
 mod registration_tokens;
+mod rooms;
 mod tokens;
 mod uia;
 mod users;
@@ -17,6 +18,7 @@ pub use error::{Error, Result};
 pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
+pub use rooms::{EventRow, MembershipRow, NewEvent, NewRoom, Persisted, RoomRow, Rooms, StateKey, StateMap};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};
 pub use uia::{UiaSession, UiaSessions};
 pub use users::{DeviceRow, NewRegistration, UserRow, Users};
@@ -59,6 +61,10 @@ impl Store {
 
     pub fn media(&self) -> Media<'_> {
         Media(&self.db)
+    }
+
+    pub fn rooms(&self) -> Rooms<'_> {
+        Rooms(&self.db)
     }
 
     pub fn meta(&self) -> Meta<'_> {

@@ -10,9 +10,6 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use myelin_core::Error;
 use myelin_media::FsBlobStore;
 use myelin_store::{MediaRow, ThumbnailRow};
-use std::io::SeekFrom;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 /// The sandbox the spec recommends, plus `media-src 'self'` so audio and video still play.
 const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
@@ -122,7 +119,6 @@ pub async fn serve_file(
         None => None,
     };
 
-    let mut file = blobs.open_blob(sha256).await.map_err(|e| Error::internal(format!("opening blob {sha256}: {e}")))?;
     let (status, start, length) = match range {
         Some((start, end)) => {
             set(header::CONTENT_RANGE, &format!("bytes {start}-{end}/{size}"));
@@ -130,11 +126,10 @@ pub async fn serve_file(
         }
         None => (StatusCode::OK, 0, size),
     };
-    if start > 0 {
-        file.seek(SeekFrom::Start(start)).await.map_err(|e| Error::internal(format!("seeking in a blob: {e}")))?;
-    }
+    let stream =
+        blobs.read_range(sha256, start, length).map_err(|e| Error::internal(format!("opening blob {sha256}: {e}")))?;
     set(header::CONTENT_LENGTH, &length.to_string());
-    let body = Body::from_stream(ReaderStream::with_capacity(file.take(length), 256 * 1024));
+    let body = Body::from_stream(stream);
     Ok((status, headers, body).into_response())
 }
 

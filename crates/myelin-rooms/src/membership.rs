@@ -1,0 +1,131 @@
+//! Membership changes: join, invite, leave, kick, ban, unban, forget. Each is an
+//! `m.room.member` event; the auth rules of the room's version decide whether it is allowed.
+
+use crate::{pdu::EventContent, service::RoomService};
+use myelin_core::{Error, Result};
+use ruma::{OwnedEventId, OwnedRoomId, RoomAliasId, RoomId, RoomOrAliasId, UserId};
+use serde_json::{Value, json};
+
+/// What a membership change does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MembershipChange {
+    Invite,
+    Leave,
+    Kick,
+    Ban,
+    Unban,
+}
+
+impl RoomService {
+    /// Resolves a room ID or a local alias to a room ID.
+    pub async fn resolve_room(&self, room: &RoomOrAliasId) -> Result<OwnedRoomId> {
+        match <&RoomId>::try_from(room) {
+            Ok(room_id) => Ok(room_id.to_owned()),
+            Err(alias) => self.resolve_alias(alias).await,
+        }
+    }
+
+    pub async fn resolve_alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+        let (room_id, _) = self
+            .store
+            .rooms()
+            .alias(alias.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no room has the alias {alias}")))?;
+        RoomId::parse(room_id).map_err(Error::internal)
+    }
+
+    /// The user joins the room (or updates their member event when joined already).
+    pub async fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<OwnedEventId> {
+        let room = self.known_room(room_id).await?;
+        let _lock = self.lock(room_id).await;
+        let mut content = json!({ "membership": "join" });
+        if let Some(profile) = self.store.users().get(user.as_str()).await? {
+            if let Some(name) = profile.displayname {
+                content["displayname"] = json!(name);
+            }
+            if let Some(avatar) = profile.avatar_url {
+                content["avatar_url"] = json!(avatar);
+            }
+        }
+        set_reason(&mut content, reason);
+        let event = member_event(user, content);
+        Ok(self.append(&room, user, event, None, false).await?.event_id)
+    }
+
+    /// Invites, kicks, bans or unbans `target` as `sender`, or makes `sender` leave.
+    pub async fn change_membership(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        change: MembershipChange,
+        reason: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        let room = self.known_room(room_id).await?;
+        let _lock = self.lock(room_id).await;
+        let current = self.store.rooms().membership(room_id.as_str(), target.as_str()).await?;
+        let current = current.as_ref().map(|m| m.membership.as_str());
+        let membership = match change {
+            MembershipChange::Invite => {
+                if current == Some("join") {
+                    return Err(Error::forbidden(format!("{target} is in the room already")));
+                }
+                if current == Some("ban") {
+                    return Err(Error::forbidden(format!("{target} is banned from the room")));
+                }
+                "invite"
+            }
+            MembershipChange::Leave | MembershipChange::Kick => {
+                if current.is_none() || current == Some("leave") {
+                    return Err(Error::forbidden(format!("{target} is not in the room")));
+                }
+                "leave"
+            }
+            MembershipChange::Ban => "ban",
+            MembershipChange::Unban => {
+                if current != Some("ban") {
+                    return Err(Error::forbidden(format!("{target} is not banned")));
+                }
+                "leave"
+            }
+        };
+        let mut content = json!({ "membership": membership });
+        set_reason(&mut content, reason);
+        Ok(self.append(&room, sender, member_event(target, content), None, false).await?.event_id)
+    }
+
+    /// Forgets a room the user has left: it no longer shows for them.
+    pub async fn forget(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        let membership = self.store.rooms().membership(room_id.as_str(), user.as_str()).await?;
+        match membership.as_ref().map(|m| m.membership.as_str()) {
+            None => Err(Error::not_found("you have no membership in this room")),
+            Some("leave" | "ban") => {
+                self.store.rooms().forget(room_id.as_str(), user.as_str()).await?;
+                Ok(())
+            }
+            Some(_) => Err(Error::bad_json("leave the room before forgetting it")),
+        }
+    }
+
+    /// The rooms the user is joined to.
+    pub async fn joined_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+        let rooms = self.store.rooms().rooms_of_user(user.as_str(), "join").await?;
+        rooms.into_iter().map(|id| RoomId::parse(id).map_err(Error::internal)).collect()
+    }
+
+    /// The user's current membership of the room ("join", "leave", …), if any.
+    pub async fn membership_of(&self, room_id: &RoomId, user: &UserId) -> Result<Option<String>> {
+        Ok(self.store.rooms().membership(room_id.as_str(), user.as_str()).await?.map(|m| m.membership))
+    }
+}
+
+fn member_event(target: &UserId, content: Value) -> EventContent {
+    EventContent { kind: "m.room.member".into(), content, state_key: Some(target.to_string()), redacts: None }
+}
+
+fn set_reason(content: &mut Value, reason: Option<&str>) {
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+}

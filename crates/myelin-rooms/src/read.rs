@@ -1,0 +1,393 @@
+//! Reading rooms: events in the client format (redacted per room version, with `unsigned`),
+//! history visibility, state, members and pagination.
+
+use crate::{pdu::Pdu, service::RoomService};
+use myelin_core::{Error, Result, util::now_ms};
+use myelin_store::EventRow;
+use ruma::{CanonicalJsonValue, RoomId, UserId, canonical_json::RedactedBecause};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Who is reading: `unsigned.membership` and `transaction_id` depend on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub user: &'a UserId,
+    pub device_id: Option<&'a str>,
+}
+
+/// A page of `/messages`.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub chunk: Vec<Value>,
+    pub start: String,
+    /// None when there is nothing further in that direction.
+    pub end: Option<String>,
+    /// Member events of the chunk's senders (lazy-loading members).
+    pub state: Vec<Value>,
+}
+
+/// Where `/messages` starts, where it may stop, which way it goes, and how far.
+#[derive(Debug, Clone, Copy)]
+pub struct Pagination<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub forwards: bool,
+    pub limit: usize,
+}
+
+/// Which events `/messages` returns.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub types: Option<Vec<String>>,
+    pub not_types: Vec<String>,
+    pub senders: Option<Vec<String>>,
+    pub not_senders: Vec<String>,
+    pub lazy_load_members: bool,
+}
+
+impl EventFilter {
+    fn matches(&self, row: &EventRow) -> bool {
+        let type_matches = |pattern: &String| match pattern.strip_suffix('*') {
+            Some(prefix) => row.event_type.starts_with(prefix),
+            None => *pattern == row.event_type,
+        };
+        self.types.as_ref().is_none_or(|types| types.iter().any(type_matches))
+            && !self.not_types.iter().any(type_matches)
+            && self.senders.as_ref().is_none_or(|senders| senders.contains(&row.sender))
+            && !self.not_senders.contains(&row.sender)
+    }
+}
+
+/// Pagination tokens: `s<stream position>`.
+pub fn parse_token(token: &str) -> Result<i64> {
+    token
+        .strip_prefix('s')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| Error::invalid_param(format!("`{token}` is not a pagination token of this server")))
+}
+
+pub fn make_token(stream: i64) -> String {
+    format!("s{stream}")
+}
+
+/// What history visibility and the viewer's membership were at one state group.
+#[derive(Debug, Clone)]
+struct GroupFacts {
+    visibility: String,
+    membership: Option<String>,
+}
+
+/// Decides which events a viewer may see, caching what it learns per state group.
+pub(crate) struct Visibility<'a> {
+    service: &'a RoomService,
+    viewer: &'a UserId,
+    /// The viewer's membership now.
+    current: Option<String>,
+    groups: HashMap<i64, GroupFacts>,
+}
+
+impl<'a> Visibility<'a> {
+    pub(crate) async fn new(service: &'a RoomService, room_id: &RoomId, viewer: &'a UserId) -> Result<Self> {
+        let current = service.membership_of(room_id, viewer).await?;
+        Ok(Visibility { service, viewer, current, groups: HashMap::new() })
+    }
+
+    async fn facts(&mut self, group: i64) -> Result<GroupFacts> {
+        if let Some(facts) = self.groups.get(&group) {
+            return Ok(facts.clone());
+        }
+        let state = self.service.store.rooms().state_at_group(group).await?;
+        let content_of = |kind: &str, key: &str| state.get(&(kind.to_owned(), key.to_owned())).cloned();
+        let mut ids = Vec::new();
+        let visibility_id = content_of("m.room.history_visibility", "");
+        let member_id = content_of("m.room.member", self.viewer.as_str());
+        ids.extend(visibility_id.clone());
+        ids.extend(member_id.clone());
+        let pdus = self.service.pdus(&ids).await?;
+        let field = |id: &Option<String>, name: &str| {
+            id.as_ref().and_then(|id| pdus.get(id)).and_then(|p| p.content_value()[name].as_str().map(str::to_owned))
+        };
+        let facts = GroupFacts {
+            visibility: field(&visibility_id, "history_visibility").unwrap_or_else(|| "shared".to_owned()),
+            membership: field(&member_id, "membership"),
+        };
+        self.groups.insert(group, facts.clone());
+        Ok(facts)
+    }
+
+    /// Whether the viewer may see the event, and their membership at it.
+    pub(crate) async fn check(&mut self, row: &EventRow) -> Result<(bool, Option<String>)> {
+        let facts = self.facts(row.state_after).await?;
+        let at = facts.membership.as_deref();
+        let visible = match facts.visibility.as_str() {
+            "world_readable" => true,
+            _ if at == Some("join") => true,
+            "shared" => self.current.as_deref() == Some("join"),
+            "invited" => at == Some("invite"),
+            _ => false,
+        };
+        Ok((visible, facts.membership))
+    }
+}
+
+impl RoomService {
+    /// An event in the client format, as the viewer sees it.
+    pub(crate) async fn client_event(
+        &self,
+        row: &EventRow,
+        pdu: &Pdu,
+        viewer: Viewer<'_>,
+        membership: Option<String>,
+    ) -> Result<Value> {
+        let rooms = self.store.rooms();
+        let redactions = rooms.redactions_of(&row.event_id).await?;
+        let mut json = pdu.json.clone();
+        let mut unsigned = serde_json::Map::new();
+        if let Some(redaction) = redactions.first() {
+            let because = Pdu::from_stored(&redaction.event_id, &redaction.json)?;
+            let room = self.known_room(&pdu.room_id).await?;
+            let because_json = self.plain_client_event(&because);
+            let because_object = match serde_json::from_value::<CanonicalJsonValue>(because_json.clone()) {
+                Ok(CanonicalJsonValue::Object(object)) => object,
+                _ => Default::default(),
+            };
+            json = ruma::canonical_json::redact(
+                json,
+                &room.rules.redaction,
+                Some(RedactedBecause::from_json(because_object)),
+            )
+            .map_err(Error::internal)?;
+            unsigned.insert("redacted_because".into(), because_json);
+        }
+        let mut event = serde_json::to_value(&json).map_err(Error::internal)?;
+        let object = event.as_object_mut().ok_or_else(|| Error::internal("an event is not an object"))?;
+        for field in
+            ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "prev_state", "membership"]
+        {
+            object.remove(field);
+        }
+        if let Some(Value::Object(stored)) = object.remove("unsigned") {
+            for (k, v) in stored {
+                unsigned.entry(k).or_insert(v);
+            }
+        }
+        object.insert("event_id".into(), json!(row.event_id));
+        if let Some(redacts) = &pdu.redacts {
+            object.insert("redacts".into(), json!(redacts));
+        }
+        unsigned.insert("age".into(), json!((now_ms() - row.origin_server_ts).max(0)));
+        if let Some(membership) = membership {
+            unsigned.insert("membership".into(), json!(membership));
+        }
+        if let Some(state_key) = &row.state_key
+            && let Some(prev_id) = rooms
+                .state_at_group(row.state_before)
+                .await?
+                .get(&(row.event_type.clone(), state_key.clone()))
+                .filter(|id| **id != row.event_id)
+        {
+            if let Some((_, prev)) = self.pdu(prev_id).await? {
+                unsigned.insert("prev_content".into(), prev.content_value());
+                unsigned.insert("prev_sender".into(), json!(prev.sender));
+            }
+            unsigned.insert("replaces_state".into(), json!(prev_id));
+        }
+        if let Some(device) = viewer.device_id
+            && pdu.sender == viewer.user
+            && let Some(txn) = rooms.txn_of_event(&row.event_id, viewer.user.as_str(), device).await?
+        {
+            unsigned.insert("transaction_id".into(), json!(txn));
+        }
+        object.insert("unsigned".into(), Value::Object(unsigned));
+        Ok(event)
+    }
+
+    /// The client format without per-viewer fields (for `redacted_because`).
+    fn plain_client_event(&self, pdu: &Pdu) -> Value {
+        let mut event = serde_json::to_value(&pdu.json).unwrap_or_default();
+        if let Some(object) = event.as_object_mut() {
+            for field in ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "unsigned"] {
+                object.remove(field);
+            }
+            object.insert("event_id".into(), json!(pdu.event_id));
+        }
+        event
+    }
+
+    /// One event, if the viewer may see it (404 otherwise, as if it did not exist).
+    pub async fn event_for(&self, viewer: Viewer<'_>, room_id: &RoomId, event_id: &str) -> Result<Value> {
+        let not_found = || Error::not_found("no such event, or you may not see it");
+        let Some((row, pdu)) = self.pdu(event_id).await? else {
+            return Err(not_found());
+        };
+        if row.room_id != room_id.as_str() {
+            return Err(not_found());
+        }
+        let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
+        let (visible, membership) = visibility.check(&row).await?;
+        if !visible {
+            return Err(not_found());
+        }
+        self.client_event(&row, &pdu, viewer, membership).await
+    }
+
+    /// The state group a member may read the state at: the current state while joined, the
+    /// state when they left after that; 403 for anyone else.
+    async fn readable_state_group(&self, room_id: &RoomId, user: &UserId) -> Result<Option<i64>> {
+        let membership = self.store.rooms().membership(room_id.as_str(), user.as_str()).await?;
+        match membership {
+            Some(m) if m.membership == "join" => Ok(None),
+            Some(m) if m.membership == "leave" || m.membership == "ban" => {
+                let row = self.store.rooms().event(&m.event_id).await?.ok_or_else(|| Error::internal("lost event"))?;
+                Ok(Some(row.state_after))
+            }
+            _ => {
+                self.known_room(room_id).await?;
+                Err(Error::forbidden("you are not a member of this room"))
+            }
+        }
+    }
+
+    /// The room state the user may see, in the client format.
+    pub async fn state_for(&self, viewer: Viewer<'_>, room_id: &RoomId) -> Result<Vec<Value>> {
+        let ids = match self.readable_state_group(room_id, viewer.user).await? {
+            None => self.store.rooms().current_state(room_id.as_str()).await?,
+            Some(group) => self.store.rooms().state_at_group(group).await?,
+        };
+        self.client_events(viewer, ids.into_values().collect()).await
+    }
+
+    /// The content of one piece of state the user may see.
+    pub async fn state_event_for(
+        &self,
+        viewer: Viewer<'_>,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Value> {
+        let key = (kind.to_owned(), state_key.to_owned());
+        let id = match self.readable_state_group(room_id, viewer.user).await? {
+            None => self.store.rooms().current_state_event_id(room_id.as_str(), kind, state_key).await?,
+            Some(group) => self.store.rooms().state_at_group(group).await?.remove(&key),
+        };
+        let id = id.ok_or_else(|| Error::not_found(format!("the room has no {kind} state with key `{state_key}`")))?;
+        let events = self.client_events(viewer, vec![id]).await?;
+        events.into_iter().next().ok_or_else(|| Error::not_found("the state event is gone"))
+    }
+
+    /// Events in the client format, in the order given (those that do not exist left out).
+    async fn client_events(&self, viewer: Viewer<'_>, ids: Vec<String>) -> Result<Vec<Value>> {
+        let rows = self.store.rooms().events(&ids).await?;
+        let mut by_id: HashMap<String, EventRow> = rows.into_iter().map(|row| (row.event_id.clone(), row)).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = by_id.remove(&id) {
+                let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+                out.push(self.client_event(&row, &pdu, viewer, None).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The member events of the room (current while joined, at leaving after that), filtered
+    /// by membership.
+    pub async fn members_for(
+        &self,
+        viewer: Viewer<'_>,
+        room_id: &RoomId,
+        membership: Option<&str>,
+        not_membership: Option<&str>,
+    ) -> Result<Vec<Value>> {
+        let state = match self.readable_state_group(room_id, viewer.user).await? {
+            None => self.store.rooms().current_state(room_id.as_str()).await?,
+            Some(group) => self.store.rooms().state_at_group(group).await?,
+        };
+        let ids: Vec<String> =
+            state.into_iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id).collect();
+        let events = self.client_events(viewer, ids).await?;
+        Ok(events
+            .into_iter()
+            .filter(|event| {
+                let m = event["content"]["membership"].as_str();
+                membership.is_none_or(|want| m == Some(want)) && not_membership.is_none_or(|not| m != Some(not))
+            })
+            .collect())
+    }
+
+    /// The joined members with their display names and avatars; joined members only.
+    pub async fn joined_members_for(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
+        if self.membership_of(room_id, user).await?.as_deref() != Some("join") {
+            self.known_room(room_id).await?;
+            return Err(Error::forbidden("you are not joined to this room"));
+        }
+        let members = self.store.rooms().members(room_id.as_str()).await?;
+        let ids: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.event_id.clone()).collect();
+        let pdus = self.pdus(&ids).await?;
+        let mut out = Vec::new();
+        for member in members.iter().filter(|m| m.membership == "join") {
+            let content = pdus.get(&member.event_id).map(Pdu::content_value).unwrap_or_default();
+            out.push((member.user_id.clone(), content));
+        }
+        Ok(out)
+    }
+
+    /// A page of the room's timeline, as `/messages` returns it.
+    pub async fn messages(
+        &self,
+        viewer: Viewer<'_>,
+        room_id: &RoomId,
+        paging: Pagination<'_>,
+        filter: &EventFilter,
+    ) -> Result<Page> {
+        let Pagination { from, to, forwards, limit } = paging;
+        self.known_room(room_id).await?;
+        let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
+        if visibility.current.is_none() {
+            // Never a member: only a world-readable room may be read.
+            let state = self.store.rooms().current_state(room_id.as_str()).await?;
+            let readable = match state.get(&("m.room.history_visibility".to_owned(), String::new())) {
+                Some(id) => self
+                    .pdu(id)
+                    .await?
+                    .is_some_and(|(_, p)| p.content_value()["history_visibility"] == "world_readable"),
+                None => false,
+            };
+            if !readable {
+                return Err(Error::forbidden("you are not a member of this room"));
+            }
+        }
+        let start = match from {
+            Some(token) => parse_token(token)?,
+            None if forwards => 0,
+            None => self.store.rooms().max_stream().await? + 1,
+        };
+        let to = to.map(parse_token).transpose()?;
+        let limit = limit.clamp(1, 1000);
+        let rows = self.store.rooms().events_in_room(room_id.as_str(), start, to, forwards, limit as i64).await?;
+        let end = (rows.len() == limit).then(|| rows.last().map(|row| make_token(row.stream_ordering))).flatten();
+        let mut page = Page { start: make_token(start), end, ..Page::default() };
+        let mut senders = std::collections::BTreeSet::new();
+        for row in rows {
+            if !filter.matches(&row) {
+                continue;
+            }
+            let (visible, membership) = visibility.check(&row).await?;
+            if !visible {
+                continue;
+            }
+            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+            senders.insert(row.sender.clone());
+            page.chunk.push(self.client_event(&row, &pdu, viewer, membership).await?);
+        }
+        if filter.lazy_load_members {
+            let state = self.store.rooms().current_state(room_id.as_str()).await?;
+            let ids: Vec<String> = senders
+                .into_iter()
+                .filter_map(|sender| state.get(&("m.room.member".to_owned(), sender)).cloned())
+                .collect();
+            page.state = self.client_events(viewer, ids).await?;
+        }
+        Ok(page)
+    }
+}

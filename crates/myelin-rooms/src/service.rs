@@ -1,0 +1,216 @@
+//! The rooms service and its event pipeline: every new event is placed on the room's latest
+//! events, checked against the auth rules of its room version, persisted with the state it
+//! changes, and only then acknowledged.
+
+use crate::{
+    keys::SigningKey,
+    pdu::{self, BuildArgs, EventContent, Pdu},
+};
+use myelin_core::{Config, Error, Result, util::now_ms};
+use myelin_store::{EventRow, StateMap, Store};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UInt, UserId,
+    room_version_rules::RoomVersionRules,
+};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+/// How many forward extremities a new event references at most.
+const MAX_PREV_EVENTS: usize = 10;
+
+pub struct RoomService {
+    pub(crate) store: Store,
+    pub(crate) config: Arc<Config>,
+    pub(crate) key: SigningKey,
+    /// One lock per room: events of a room are built one after the other, each on the last.
+    locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A room this server knows, with the rules of its version.
+#[derive(Debug, Clone)]
+pub struct RoomInfo {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+}
+
+/// The device and transaction ID a client sent an event with.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+impl RoomService {
+    pub fn new(store: Store, config: Arc<Config>) -> Result<Self> {
+        let key = SigningKey::load_or_generate(&config.data_dir)?;
+        Ok(RoomService { store, config, key, locks: Mutex::default() })
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    pub(crate) async fn lock(&self, room_id: &RoomId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(room_id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// The room, if this server knows it.
+    pub async fn room(&self, room_id: &RoomId) -> Result<Option<RoomInfo>> {
+        let Some(row) = self.store.rooms().room(room_id.as_str()).await? else {
+            return Ok(None);
+        };
+        let version = RoomVersionId::try_from(row.room_version.as_str()).map_err(Error::internal)?;
+        let rules = version.rules().ok_or_else(|| Error::internal(format!("room version {version} has no rules")))?;
+        Ok(Some(RoomInfo { room_id: room_id.to_owned(), version, rules }))
+    }
+
+    pub(crate) async fn known_room(&self, room_id: &RoomId) -> Result<RoomInfo> {
+        self.room(room_id).await?.ok_or_else(|| Error::not_found("this server knows no such room"))
+    }
+
+    pub async fn pdu(&self, event_id: &str) -> Result<Option<(EventRow, Pdu)>> {
+        let Some(row) = self.store.rooms().event(event_id).await? else {
+            return Ok(None);
+        };
+        let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+        Ok(Some((row, pdu)))
+    }
+
+    pub(crate) async fn pdus(&self, event_ids: &[String]) -> Result<HashMap<String, Pdu>> {
+        let rows = self.store.rooms().events(event_ids).await?;
+        rows.into_iter().map(|row| Ok((row.event_id.clone(), Pdu::from_stored(&row.event_id, &row.json)?))).collect()
+    }
+
+    /// The room's current state, as event IDs.
+    pub async fn current_state_ids(&self, room_id: &RoomId) -> Result<StateMap> {
+        Ok(self.store.rooms().current_state(room_id.as_str()).await?)
+    }
+
+    /// The event currently holding a state key.
+    pub async fn current_state_event(
+        &self,
+        room_id: &RoomId,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Pdu>> {
+        let Some(id) = self.store.rooms().current_state_event_id(room_id.as_str(), event_type, state_key).await? else {
+            return Ok(None);
+        };
+        Ok(self.pdu(&id).await?.map(|(_, pdu)| pdu))
+    }
+
+    /// Builds the event on the room's latest events, checks it against the auth rules, and
+    /// persists it. The caller holds the room's lock.
+    pub(crate) async fn append(
+        &self,
+        room: &RoomInfo,
+        sender: &UserId,
+        content: EventContent,
+        txn: Option<&Txn>,
+        new_room: bool,
+    ) -> Result<Pdu> {
+        let rooms = self.store.rooms();
+        let mut extremities = rooms.forward_extremities(room.room_id.as_str()).await?;
+        extremities.truncate(MAX_PREV_EVENTS);
+        let prev_rows = rooms.events(&extremities).await?;
+        if prev_rows.is_empty() && !new_room {
+            return Err(Error::internal(format!("room {} has no forward extremities", room.room_id)));
+        }
+        // With one extremity (always, while rooms are local) the state before the new event
+        // is the state after it. Several extremities need state resolution: federation.
+        let latest = prev_rows.iter().max_by_key(|row| row.stream_ordering);
+        let state_before = latest.map(|row| row.state_after);
+        let state = match state_before {
+            Some(group) => rooms.state_at_group(group).await?,
+            None => StateMap::new(),
+        };
+        let depth = prev_rows.iter().map(|row| row.depth).max().unwrap_or(0) + 1;
+
+        // The auth events: the state keys the rules name for this event, as of now.
+        let raw_content = serde_json::value::to_raw_value(&content.content).map_err(Error::internal)?;
+        let auth_types = ruma::state_res::auth_types_for_event(
+            &content.kind,
+            sender,
+            content.state_key.as_deref(),
+            &raw_content,
+            &room.rules.authorization,
+        )
+        .map_err(|e| Error::bad_json(format!("the content is not valid for its type: {e}")))?;
+        let auth_ids: Vec<String> =
+            auth_types.iter().filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())).cloned()).collect();
+        let auth_pdus = self.pdus(&auth_ids).await?;
+        // Room versions 1 and 2 reference events together with their reference hashes.
+        let needs_hashes =
+            room.rules.events_reference_format == ruma::room_version_rules::EventsReferenceFormatVersion::V1;
+        let with_hashes = |pdus: Vec<&Pdu>| -> Result<Vec<(OwnedEventId, String)>> {
+            pdus.into_iter()
+                .map(|pdu| {
+                    let hash = if needs_hashes { pdu::reference_hash(pdu, &room.rules)? } else { String::new() };
+                    Ok((pdu.event_id.clone(), hash))
+                })
+                .collect()
+        };
+        let prev_pdus: Vec<Pdu> =
+            prev_rows.iter().map(|row| Pdu::from_stored(&row.event_id, &row.json)).collect::<Result<_>>()?;
+        let prev_events = with_hashes(prev_pdus.iter().collect())?;
+        let auth_events = with_hashes(auth_ids.iter().filter_map(|id| auth_pdus.get(id)).collect())?;
+
+        let pdu = pdu::build(BuildArgs {
+            room_id: &room.room_id,
+            version: &room.version,
+            rules: &room.rules,
+            sender,
+            content: &content,
+            prev_events: &prev_events,
+            auth_events: &auth_events,
+            depth,
+            origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::new(now_ms() as u64).unwrap_or_default()),
+            server_name: &self.config.server_name,
+            key: &self.key,
+        })?;
+
+        let by_id: BTreeMap<&ruma::EventId, &Pdu> = auth_pdus.values().map(|p| (&*p.event_id, p)).collect();
+        ruma::state_res::check_state_independent_auth_rules(&room.rules.authorization, &pdu, |id| {
+            by_id.get(id).map(|p| (*p).clone())
+        })
+        .map_err(Error::forbidden)?;
+        let by_key: HashMap<(String, String), &Pdu> =
+            auth_pdus.values().filter_map(|p| Some(((p.kind.to_string(), p.state_key.clone()?), p))).collect();
+        ruma::state_res::check_state_dependent_auth_rules(&room.rules.authorization, &pdu, |t, k| {
+            by_key.get(&(t.to_string(), k.to_owned())).map(|p| (*p).clone())
+        })
+        .map_err(Error::forbidden)?;
+
+        let persisted = rooms
+            .persist_event(&myelin_store::NewEvent {
+                event_id: pdu.event_id.to_string(),
+                room_id: room.room_id.to_string(),
+                depth,
+                event_type: pdu.kind.to_string(),
+                state_key: pdu.state_key.clone(),
+                sender: sender.to_string(),
+                origin_server_ts: i64::from(pdu.origin_server_ts.0),
+                redacts: pdu.redacts.as_ref().map(ToString::to_string),
+                json: pdu.canonical_json(),
+                state_before,
+                prev_events: prev_pdus.iter().map(|p| p.event_id.to_string()).collect(),
+                txn: txn.map(|t| (sender.to_string(), t.device_id.clone(), t.txn_id.clone())),
+                new_room: new_room.then(|| myelin_store::NewRoom {
+                    room_id: room.room_id.to_string(),
+                    room_version: room.version.to_string(),
+                    creator: sender.to_string(),
+                    created_ts: now_ms(),
+                }),
+            })
+            .await?;
+        tracing::debug!(event_id = %pdu.event_id, stream = persisted.stream_ordering, "persisted");
+        Ok(pdu)
+    }
+}

@@ -1,0 +1,591 @@
+//! Rooms, events and room state: persisting an event with everything it changes in one
+//! transaction, and the reads the room APIs need.
+
+use crate::{
+    Result,
+    db::{BeginWrite, Db, on_db},
+};
+use std::collections::BTreeMap;
+
+pub struct Rooms<'a>(pub(crate) &'a Db);
+
+/// A state key: (event type, state key).
+pub type StateKey = (String, String);
+/// A room state: which event holds each state key.
+pub type StateMap = BTreeMap<StateKey, String>;
+
+/// After how many deltas a state group is written as a full snapshot instead.
+const MAX_CHAIN_LEN: i32 = 50;
+
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+    pub created_ts: i64,
+}
+
+/// An event to persist, with what it changes.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub depth: i64,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub redacts: Option<String>,
+    /// Canonical JSON of the PDU.
+    pub json: String,
+    /// The state group before the event (None only for the create event).
+    pub state_before: Option<i64>,
+    /// The events it builds on: they stop being forward extremities.
+    pub prev_events: Vec<String>,
+    /// The sending device's transaction ID, if a client sent it.
+    pub txn: Option<(String, String, String)>,
+    /// Set for the room's create event.
+    pub new_room: Option<NewRoom>,
+}
+
+/// Where an event landed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Persisted {
+    pub stream_ordering: i64,
+    pub state_after: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub event_id: String,
+    pub room_id: String,
+    pub stream_ordering: i64,
+    pub depth: i64,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub state_before: i64,
+    pub state_after: i64,
+    pub json: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoomRow {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+    pub published: bool,
+    pub created_ts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream_ordering: i64,
+    pub forgotten: bool,
+}
+
+/// The columns of an `EventRow`, in a `concat!` for static SQL.
+macro_rules! event_columns {
+    () => {
+        "event_id, room_id, stream_ordering, depth, event_type, state_key, sender, origin_server_ts, state_before, \
+         state_after, json"
+    };
+}
+
+/// Takes the next value of a counter inside the caller's transaction.
+macro_rules! next_counter {
+    ($tx:expr, $name:expr) => {
+        sqlx::query_scalar::<_, i64>("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+            .bind($name)
+            .fetch_one(&mut *$tx)
+            .await?
+    };
+}
+
+/// Reads a state group inside the caller's connection or transaction: its entries and those
+/// of the groups it is a delta of, the newest entry of each key winning.
+macro_rules! load_state {
+    ($conn:expr, $group:expr) => {{
+        let mut state = StateMap::new();
+        let mut next = Some($group);
+        while let Some(group) = next {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT event_type, state_key, event_id FROM state_group_entries WHERE state_group = $1",
+            )
+            .bind(group)
+            .fetch_all(&mut *$conn)
+            .await?;
+            for (event_type, state_key, event_id) in rows {
+                state.entry((event_type, state_key)).or_insert(event_id);
+            }
+            next = sqlx::query_scalar::<_, Option<i64>>("SELECT prev_group FROM state_groups WHERE id = $1")
+                .bind(group)
+                .fetch_optional(&mut *$conn)
+                .await?
+                .flatten();
+        }
+        state
+    }};
+}
+
+impl Rooms<'_> {
+    /// Persists an event and everything it changes, in one transaction: its row, a new state
+    /// group when it is a state event, the current state and memberships, the forward
+    /// extremities and the client's transaction ID. The caller has checked it against the
+    /// auth rules and holds the room's lock.
+    pub async fn persist_event(&self, event: &NewEvent) -> Result<Persisted> {
+        let e = event;
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            if let Some(room) = &e.new_room {
+                sqlx::query(
+                    "INSERT INTO rooms (room_id, room_version, creator, published, created_ts)
+                     VALUES ($1, $2, $3, FALSE, $4)",
+                )
+                .bind(&room.room_id)
+                .bind(&room.room_version)
+                .bind(&room.creator)
+                .bind(room.created_ts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let stream_ordering = next_counter!(tx, "stream");
+            let state_after = match (&e.state_key, e.state_before) {
+                (Some(state_key), before) => {
+                    let id = next_counter!(tx, "state_group");
+                    let chain_len = match before {
+                        Some(prev) => sqlx::query_scalar::<_, i32>("SELECT chain_len FROM state_groups WHERE id = $1")
+                            .bind(prev)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .map(|len| len + 1),
+                        None => None,
+                    };
+                    if let (Some(prev), Some(len)) = (before, chain_len.filter(|len| *len <= MAX_CHAIN_LEN)) {
+                        // A delta: the one entry this event changes.
+                        sqlx::query(
+                            "INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(id)
+                        .bind(&e.room_id)
+                        .bind(prev)
+                        .bind(len)
+                        .execute(&mut *tx)
+                        .await?;
+                    } else {
+                        // A full snapshot: everything of the state before, then this event.
+                        sqlx::query(
+                            "INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)",
+                        )
+                        .bind(id)
+                        .bind(&e.room_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        if let Some(prev) = before {
+                            let state = load_state!(tx, prev);
+                            for ((event_type, key), event_id) in &state {
+                                sqlx::query(
+                                    "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
+                                     VALUES ($1, $2, $3, $4)",
+                                )
+                                .bind(id)
+                                .bind(event_type)
+                                .bind(key)
+                                .bind(event_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                        }
+                    }
+                    sqlx::query(
+                        "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (state_group, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+                    )
+                    .bind(id)
+                    .bind(&e.event_type)
+                    .bind(state_key)
+                    .bind(&e.event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+                    )
+                    .bind(&e.room_id)
+                    .bind(&e.event_type)
+                    .bind(state_key)
+                    .bind(&e.event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if e.event_type == "m.room.member" {
+                        let membership = serde_json::from_str::<serde_json::Value>(&e.json)
+                            .ok()
+                            .and_then(|v| v["content"]["membership"].as_str().map(str::to_owned))
+                            .unwrap_or_else(|| "leave".to_owned());
+                        sqlx::query(
+                            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+                             VALUES ($1, $2, $3, $4, $5, FALSE)
+                             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                               event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
+                               forgotten = FALSE",
+                        )
+                        .bind(&e.room_id)
+                        .bind(state_key)
+                        .bind(&membership)
+                        .bind(&e.event_id)
+                        .bind(stream_ordering)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    id
+                }
+                (None, Some(before)) => before,
+                (None, None) => return Err(crate::Error::Corrupt("a non-state event needs a state before it".into())),
+            };
+            sqlx::query(concat!(
+                "INSERT INTO events (",
+                event_columns!(),
+                ", redacts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .bind(&e.event_id)
+            .bind(&e.room_id)
+            .bind(stream_ordering)
+            .bind(e.depth)
+            .bind(&e.event_type)
+            .bind(&e.state_key)
+            .bind(&e.sender)
+            .bind(e.origin_server_ts)
+            .bind(e.state_before.unwrap_or(state_after))
+            .bind(state_after)
+            .bind(&e.json)
+            .bind(&e.redacts)
+            .execute(&mut *tx)
+            .await?;
+            for prev in &e.prev_events {
+                sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
+                    .bind(&e.room_id)
+                    .bind(prev)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
+                .bind(&e.room_id)
+                .bind(&e.event_id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some((user_id, device_id, txn_id)) = &e.txn {
+                sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
+                    .bind(user_id)
+                    .bind(device_id)
+                    .bind(txn_id)
+                    .bind(&e.event_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Persisted { stream_ordering, state_after })
+        })
+    }
+
+    pub async fn room(&self, room_id: &str) -> Result<Option<RoomRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as("SELECT room_id, room_version, creator, published, created_ts FROM rooms WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn set_published(&self, room_id: &str, published: bool) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query("UPDATE rooms SET published = $2 WHERE room_id = $1")
+                .bind(room_id)
+                .bind(published)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The published rooms, for the public room directory.
+    pub async fn published_rooms(&self) -> Result<Vec<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT room_id FROM rooms WHERE published ORDER BY room_id").fetch_all(pool).await?
+        }))
+    }
+
+    pub async fn event(&self, event_id: &str) -> Result<Option<EventRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1"))
+                .bind(event_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// The events with these IDs that exist (in no particular order).
+    pub async fn events(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
+        let mut rows = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(100) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT {} FROM events WHERE event_id IN ({})", event_columns!(), placeholders.join(", "));
+            let found: Vec<EventRow> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        Ok(rows)
+    }
+
+    /// The redaction events that redact this event, oldest first.
+    pub async fn redactions_of(&self, event_id: &str) -> Result<Vec<EventRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE redacts = $1 AND event_type = 'm.room.redaction' ORDER BY stream_ordering"
+            ))
+            .bind(event_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// A room's events in stream order, after `from` (exclusive) going forwards or before it
+    /// going backwards, at most `limit`, stopping at `to` (exclusive) when given.
+    pub async fn events_in_room(
+        &self,
+        room_id: &str,
+        from: i64,
+        to: Option<i64>,
+        forwards: bool,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let sql = if forwards {
+            format!(
+                "SELECT {} FROM events WHERE room_id = $1 AND stream_ordering > $2 AND stream_ordering < $3
+                 ORDER BY stream_ordering ASC LIMIT $4",
+                event_columns!()
+            )
+        } else {
+            format!(
+                "SELECT {} FROM events WHERE room_id = $1 AND stream_ordering < $2 AND stream_ordering > $3
+                 ORDER BY stream_ordering DESC LIMIT $4",
+                event_columns!()
+            )
+        };
+        let bound = to.unwrap_or(if forwards { i64::MAX } else { 0 });
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(room_id)
+                .bind(from)
+                .bind(bound)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The latest stream position handed out.
+    pub async fn max_stream(&self) -> Result<i64> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'stream'").fetch_one(pool).await?
+        }))
+    }
+
+    /// The first event of the room at or after (forwards) / at or before (backwards) `ts`.
+    pub async fn event_near_ts(&self, room_id: &str, ts: i64, forwards: bool) -> Result<Option<EventRow>> {
+        let sql = if forwards {
+            format!(
+                "SELECT {} FROM events WHERE room_id = $1 AND origin_server_ts >= $2
+                 ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1",
+                event_columns!()
+            )
+        } else {
+            format!(
+                "SELECT {} FROM events WHERE room_id = $1 AND origin_server_ts <= $2
+                 ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1",
+                event_columns!()
+            )
+        };
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(room_id).bind(ts).fetch_optional(pool).await?
+        }))
+    }
+
+    pub async fn current_state(&self, room_id: &str) -> Result<StateMap> {
+        let rows: Vec<(String, String, String)> = on_db!(self.0, read, |pool| {
+            sqlx::query_as("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(t, k, id)| ((t, k), id)).collect())
+    }
+
+    pub async fn current_state_event_id(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+            )
+            .bind(room_id)
+            .bind(event_type)
+            .bind(state_key)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The state in a state group, following its deltas back to a snapshot.
+    pub async fn state_at_group(&self, group: i64) -> Result<StateMap> {
+        on_db!(self.0, read, |pool| {
+            let mut conn = pool.acquire().await?;
+            Ok(load_state!(conn, group))
+        })
+    }
+
+    pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT event_id FROM forward_extremities WHERE room_id = $1 ORDER BY event_id")
+                .bind(room_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    pub async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
+                .bind(user_id)
+                .bind(device_id)
+                .bind(txn_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// The transaction ID the user's device sent this event with, if it did.
+    pub async fn txn_of_event(&self, event_id: &str, user_id: &str, device_id: &str) -> Result<Option<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT txn_id FROM event_txns WHERE event_id = $1 AND user_id = $2 AND device_id = $3")
+                .bind(event_id)
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships
+                 WHERE room_id = $1 AND user_id = $2",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The rooms the user has this membership in (forgotten rooms left out).
+    pub async fn rooms_of_user(&self, user_id: &str, membership: &str) -> Result<Vec<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT room_id FROM memberships WHERE user_id = $1 AND membership = $2 AND NOT forgotten
+                 ORDER BY room_id",
+            )
+            .bind(user_id)
+            .bind(membership)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn members(&self, room_id: &str) -> Result<Vec<MembershipRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships
+                 WHERE room_id = $1 ORDER BY user_id",
+            )
+            .bind(room_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Marks a room forgotten for a user who has left it; false if they have not left.
+    pub async fn forget(&self, room_id: &str, user_id: &str) -> Result<bool> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query(
+                "UPDATE memberships SET forgotten = TRUE
+                 WHERE room_id = $1 AND user_id = $2 AND membership IN ('leave', 'ban')",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1
+        }))
+    }
+
+    // ---- aliases ----
+
+    /// Adds an alias; false if it exists already.
+    pub async fn add_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<bool> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(alias)
+                .bind(room_id)
+                .bind(creator)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        }))
+    }
+
+    /// (room ID, creator) of an alias.
+    pub async fn alias(&self, alias: &str) -> Result<Option<(String, String)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as("SELECT room_id, creator FROM room_aliases WHERE alias = $1")
+                .bind(alias)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn remove_alias(&self, alias: &str) -> Result<bool> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(pool).await?.rows_affected()
+                == 1
+        }))
+    }
+
+    pub async fn aliases_of_room(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias")
+                .bind(room_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}
