@@ -17,6 +17,7 @@ use axum::Router;
 use myelin_accounts::Accounts;
 use myelin_core::Config;
 use myelin_media::MediaService;
+use myelin_rooms::RoomService;
 use myelin_store::Store;
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub struct Services {
     pub store: Store,
     pub accounts: Accounts,
     pub media: MediaService,
+    pub rooms: RoomService,
     pub rate_limits: RateLimits,
 }
 
@@ -34,6 +36,7 @@ impl Services {
         Ok(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone()),
             media: MediaService::new(store.clone(), config.clone()).await?,
+            rooms: RoomService::new(store.clone(), config.clone())?,
             rate_limits: RateLimits::new(&config.rate_limits),
             config,
             store,

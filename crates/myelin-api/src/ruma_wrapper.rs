@@ -120,7 +120,17 @@ impl axum::extract::FromRequestParts<Arc<Services>> for Authenticated {
 pub(crate) async fn path_arguments(parts: &mut Parts, services: &Arc<Services>) -> Result<Vec<String>, ApiError> {
     use axum::extract::FromRequestParts;
     match Path::<Vec<String>>::from_request_parts(parts, services).await {
-        Ok(Path(args)) => Ok(args),
+        Ok(Path(mut args)) => {
+            // `/state/{eventType}` and `/state/{eventType}/` address the empty state key,
+            // which a path parameter cannot match: supply it.
+            if let Some(path) = parts.extensions.get::<axum::extract::MatchedPath>()
+                && (path.as_str().ends_with("/{eventType}") || path.as_str().ends_with("/{eventType}/"))
+                && path.as_str().contains("/state/")
+            {
+                args.push(String::new());
+            }
+            Ok(args)
+        }
         Err(e) => Err(Error::invalid_param(format!("Invalid path parameter: {e}")).into()),
     }
 }

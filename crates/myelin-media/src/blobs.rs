@@ -42,7 +42,21 @@ impl FsBlobStore {
     /// Opens (creating) the store at `root`, and removes temp files a crash left behind. Only
     /// old ones: another process (the admin CLI, a second server) may be writing the young ones.
     pub fn open(root: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(root.join("blobs"))?;
+        let blobs = root.join("blobs");
+        std::fs::create_dir_all(&blobs)?;
+        // All 256 fan-out directories up front (and their entries made durable once), so an
+        // upload never pays for creating one and syncing its parent.
+        let mut created = false;
+        for byte in 0..=255u8 {
+            let dir = blobs.join(format!("{byte:02x}"));
+            if !dir.exists() {
+                std::fs::create_dir(&dir)?;
+                created = true;
+            }
+        }
+        if created {
+            std::fs::File::open(&blobs)?.sync_all()?;
+        }
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp)?;
         let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);

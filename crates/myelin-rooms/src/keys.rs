@@ -38,6 +38,12 @@ impl SigningKey {
         )
     }
 
+    /// A key from a PKCS#8 DER document.
+    pub fn from_der(der: &[u8], version: &str) -> std::result::Result<Self, String> {
+        let pair = Ed25519KeyPair::from_der(der, version.to_owned()).map_err(|e| e.to_string())?;
+        Ok(SigningKey { pair })
+    }
+
     fn parse(text: &str) -> std::result::Result<Self, String> {
         let mut parts = text.split_whitespace();
         let (Some("ed25519"), Some(version), Some(der), None) =
@@ -46,8 +52,7 @@ impl SigningKey {
             return Err("expected `ed25519 <version> <base64 key>`".into());
         };
         let der = Base64::<ruma::serde::base64::Standard, Vec<u8>>::parse(der).map_err(|e| e.to_string())?;
-        let pair = Ed25519KeyPair::from_der(der.as_bytes(), version.to_owned()).map_err(|e| e.to_string())?;
-        Ok(SigningKey { pair })
+        Self::from_der(der.as_bytes(), version)
     }
 
     pub fn pair(&self) -> &Ed25519KeyPair {

@@ -217,3 +217,101 @@ pub fn build(args: BuildArgs<'_>) -> Result<Pdu> {
 pub fn reference_hash(pdu: &Pdu, rules: &RoomVersionRules) -> Result<String> {
     ruma::signatures::reference_hash(&pdu.json, rules).map_err(Error::internal)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruma::serde::{Base64, base64::Standard};
+    use serde_json::json;
+
+    /// The spec's test key (appendices, "Cryptographic Test Vectors"): seed, server `domain`,
+    /// key `ed25519:1`.
+    fn spec_key() -> SigningKey {
+        let seed = Base64::<Standard, Vec<u8>>::parse("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1").unwrap();
+        // A PKCS#8 v1 document around the 32-byte seed.
+        let mut der =
+            vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        der.extend_from_slice(seed.as_bytes());
+        SigningKey::from_der(&der, "1").unwrap()
+    }
+
+    fn sign(event: serde_json::Value) -> serde_json::Value {
+        let key = spec_key();
+        let mut object: CanonicalJsonObject = serde_json::from_value(event).unwrap();
+        let rules = RoomVersionId::V1.rules().unwrap();
+        ruma::signatures::hash_and_sign_event("domain", key.pair(), &mut object, &rules.redaction).unwrap();
+        serde_json::to_value(object).unwrap()
+    }
+
+    #[test]
+    fn spec_vector_minimal_event() {
+        let signed = sign(json!({
+            "room_id": "!x:domain", "sender": "@a:domain", "origin": "domain", "origin_server_ts": 1000000,
+            "signatures": {}, "hashes": {}, "type": "X", "content": {}, "prev_events": [], "auth_events": [],
+            "depth": 3, "unsigned": { "age_ts": 1000000 }
+        }));
+        assert_eq!(signed["hashes"]["sha256"], "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos");
+        assert_eq!(
+            signed["signatures"]["domain"]["ed25519:1"],
+            "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg"
+        );
+    }
+
+    #[test]
+    fn spec_vector_redactable_event() {
+        let signed = sign(json!({
+            "content": { "body": "Here is the message content" }, "event_id": "$0:domain", "origin": "domain",
+            "origin_server_ts": 1000000, "type": "m.room.message", "room_id": "!r:domain", "sender": "@u:domain",
+            "signatures": {}, "unsigned": { "age_ts": 1000000 }
+        }));
+        assert_eq!(signed["hashes"]["sha256"], "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g");
+        assert_eq!(
+            signed["signatures"]["domain"]["ed25519:1"],
+            "Wm+VzmOUOz08Ds+0NTWb1d4CZrVsJSikkeRxh6aCcUwu6pNC78FunoD7KNWzqFn241eYHYMGCA5McEiVPdhzBA"
+        );
+    }
+
+    #[test]
+    fn built_events_verify_and_reparse() {
+        let key = spec_key();
+        for version in crate::supported_room_versions() {
+            let rules = version.rules().unwrap();
+            let room_id = RoomId::parse("!r:domain").unwrap();
+            let sender = UserId::parse("@u:domain").unwrap();
+            let content = EventContent {
+                kind: "m.room.message".into(),
+                content: json!({ "body": "hi" }),
+                state_key: None,
+                redacts: None,
+            };
+            let server = ServerName::parse("domain").unwrap();
+            let pdu = build(BuildArgs {
+                room_id: &room_id,
+                version: &version,
+                rules: &rules,
+                sender: &sender,
+                content: &content,
+                prev_events: &[(EventId::parse("$prev:domain").unwrap(), "aGFzaA".into())],
+                auth_events: &[],
+                depth: 2,
+                origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::new(1000).unwrap()),
+                server_name: &server,
+                key: &key,
+            })
+            .unwrap();
+            // Our own signature verifies under the room version's rules.
+            let public_key = Base64::<Standard, Vec<u8>>::new(key.pair().public_key().to_vec());
+            let public = [("domain".to_owned(), [("ed25519:1".to_owned(), public_key)].into())].into();
+            ruma::signatures::verify_event(&public, &pdu.json, &rules).unwrap();
+            // The event ID scheme of the version, and the stored JSON parses back the same.
+            let id = pdu.event_id.as_str();
+            match rules.event_id_format {
+                EventIdFormatVersion::V1 => assert!(id.ends_with(":domain"), "{version}: {id}"),
+                _ => assert!(!id.contains(':') && id.len() == 44, "{version}: {id}"),
+            }
+            let again = Pdu::from_stored(id, &pdu.canonical_json()).unwrap();
+            assert_eq!(again.prev_events, pdu.prev_events);
+            assert_eq!(again.depth, 2);
+        }
+    }
+}

@@ -127,7 +127,8 @@ impl<'a> Visibility<'a> {
             "invited" => at == Some("invite"),
             _ => false,
         };
-        Ok((visible, facts.membership))
+        // MSC4115: no membership at the event reads as "leave".
+        Ok((visible, Some(facts.membership.unwrap_or_else(|| "leave".to_owned()))))
     }
 }
 
@@ -247,6 +248,24 @@ impl RoomService {
                 Err(Error::forbidden("you are not a member of this room"))
             }
         }
+    }
+
+    /// The event closest to `ts` in the given direction that the viewer may see.
+    pub async fn event_near_ts(
+        &self,
+        viewer: Viewer<'_>,
+        room_id: &RoomId,
+        ts: i64,
+        forwards: bool,
+    ) -> Result<(ruma::OwnedEventId, i64)> {
+        self.known_room(room_id).await?;
+        let not_found = || Error::not_found("no event in that direction from that instant");
+        let row = self.store.rooms().event_near_ts(room_id.as_str(), ts, forwards).await?.ok_or_else(not_found)?;
+        let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
+        if !visibility.check(&row).await?.0 {
+            return Err(not_found());
+        }
+        Ok((ruma::EventId::parse(&row.event_id).map_err(Error::internal)?, row.origin_server_ts))
     }
 
     /// The room state the user may see, in the client format.

@@ -1,7 +1,8 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
 use myelin_store::{
-    ConnectOptions, Error, NewAccessToken, NewRegistration, RegistrationToken, Store, UiaSession, testing,
+    ConnectOptions, Error, NewAccessToken, NewEvent, NewRegistration, NewRoom, RegistrationToken, StateMap, Store,
+    UiaSession, testing,
 };
 
 /// A store on a fresh database of the given backend, dropped with the guard.
@@ -51,6 +52,8 @@ conformance!(
     uia_sessions,
     meta_values,
     migrations_are_idempotent,
+    room_state_snapshots_and_deltas,
+    events_txns_and_memberships,
 );
 
 fn token(hash: &str, user: &str, device: &str, refresh: Option<&str>) -> NewAccessToken {
@@ -222,4 +225,88 @@ async fn migrations_are_idempotent(t: TestStore) {
     let again = Store::connect(&url, &ConnectOptions::default()).await.unwrap();
     assert!(again.users().get("@a:x").await.unwrap().is_some());
     again.close().await;
+}
+
+/// A state event of room `!r:x` for the room tests (the JSON only matters to memberships).
+fn state_event(n: i64, kind: &str, key: &str, before: Option<i64>, prev: Option<&str>) -> NewEvent {
+    let content = if kind == "m.room.member" { r#"{"membership":"join"}"# } else { "{}" };
+    NewEvent {
+        event_id: format!("$e{n}"),
+        room_id: "!r:x".into(),
+        depth: n,
+        event_type: kind.into(),
+        state_key: Some(key.into()),
+        sender: "@a:x".into(),
+        origin_server_ts: 1000 + n,
+        redacts: None,
+        json: format!(r#"{{"content":{content},"type":"{kind}","state_key":"{key}"}}"#),
+        state_before: before,
+        prev_events: prev.into_iter().map(str::to_owned).collect(),
+        txn: None,
+        new_room: (n == 0).then(|| NewRoom {
+            room_id: "!r:x".into(),
+            room_version: "10".into(),
+            creator: "@a:x".into(),
+            created_ts: 1,
+        }),
+    }
+}
+
+async fn room_state_snapshots_and_deltas(t: TestStore) {
+    let rooms = t.store.rooms();
+    let mut expected = StateMap::new();
+    let mut groups = Vec::new();
+    let mut before = None;
+    // 120 state events over 30 keys: deltas, with full snapshots cutting the chains.
+    for n in 0..120i64 {
+        let key = format!("k{}", n % 30);
+        let event = state_event(n, "org.example.s", &key, before, (n > 0).then(|| format!("$e{}", n - 1)).as_deref());
+        let persisted = rooms.persist_event(&event).await.unwrap();
+        assert_eq!(persisted.stream_ordering, n + 1);
+        expected.insert(("org.example.s".into(), key), format!("$e{n}"));
+        groups.push((persisted.state_after, expected.clone()));
+        before = Some(persisted.state_after);
+    }
+    for (group, state) in &groups {
+        assert_eq!(&rooms.state_at_group(*group).await.unwrap(), state, "group {group}");
+    }
+    assert_eq!(rooms.current_state("!r:x").await.unwrap(), expected);
+    assert_eq!(rooms.forward_extremities("!r:x").await.unwrap(), vec!["$e119".to_owned()]);
+    assert_eq!(rooms.max_stream().await.unwrap(), 120);
+    let room = rooms.room("!r:x").await.unwrap().unwrap();
+    assert_eq!((room.room_version.as_str(), room.creator.as_str()), ("10", "@a:x"));
+}
+
+async fn events_txns_and_memberships(t: TestStore) {
+    let rooms = t.store.rooms();
+    let create = rooms.persist_event(&state_event(0, "m.room.create", "", None, None)).await.unwrap();
+    let join = rooms
+        .persist_event(&state_event(1, "m.room.member", "@a:x", Some(create.state_after), Some("$e0")))
+        .await
+        .unwrap();
+    let mut message = state_event(2, "m.room.message", "", Some(join.state_after), Some("$e1"));
+    message.state_key = None;
+    message.txn = Some(("@a:x".into(), "DEV".into(), "t1".into()));
+    let sent = rooms.persist_event(&message).await.unwrap();
+    // A message keeps the state group it was sent in.
+    assert_eq!(sent.state_after, join.state_after);
+    assert_eq!(rooms.txn_event("@a:x", "DEV", "t1").await.unwrap().as_deref(), Some("$e2"));
+    assert_eq!(rooms.txn_event("@a:x", "OTHER", "t1").await.unwrap(), None);
+    assert_eq!(rooms.txn_of_event("$e2", "@a:x", "DEV").await.unwrap().as_deref(), Some("t1"));
+    // The same transaction twice is refused by the store.
+    message.event_id = "$e3".into();
+    assert!(matches!(rooms.persist_event(&message).await, Err(Error::Conflict)));
+    // Memberships and forgetting.
+    assert_eq!(rooms.rooms_of_user("@a:x", "join").await.unwrap(), vec!["!r:x".to_owned()]);
+    assert!(!rooms.forget("!r:x", "@a:x").await.unwrap(), "joined users cannot forget");
+    let page = rooms.events_in_room("!r:x", 0, None, true, 10).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["$e0", "$e1", "$e2"]);
+    // Backwards from before position 4 down to (not including) position 1.
+    let back = rooms.events_in_room("!r:x", 4, Some(1), false, 10).await.unwrap();
+    assert_eq!(back.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["$e2", "$e1"]);
+    // Aliases.
+    assert!(rooms.add_alias("#a:x", "!r:x", "@a:x").await.unwrap());
+    assert!(!rooms.add_alias("#a:x", "!other:x", "@b:x").await.unwrap());
+    assert_eq!(rooms.aliases_of_room("!r:x").await.unwrap(), vec!["#a:x".to_owned()]);
+    assert!(rooms.remove_alias("#a:x").await.unwrap());
 }

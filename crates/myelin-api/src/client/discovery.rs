@@ -36,22 +36,9 @@ async fn capabilities(
     caps.change_password.enabled = true;
     caps.thirdparty_id_changes.enabled = false;
     caps.get_login_token.enabled = false;
-    let available: BTreeMap<RoomVersionId, RoomVersionStability> = [
-        RoomVersionId::V1,
-        RoomVersionId::V2,
-        RoomVersionId::V3,
-        RoomVersionId::V4,
-        RoomVersionId::V5,
-        RoomVersionId::V6,
-        RoomVersionId::V7,
-        RoomVersionId::V8,
-        RoomVersionId::V9,
-        RoomVersionId::V10,
-        RoomVersionId::V11,
-    ]
-    .into_iter()
-    .map(|v| (v, RoomVersionStability::Stable))
-    .collect();
-    caps.room_versions = RoomVersionsCapability::new(RoomVersionId::V10, available);
+    // The same list room creation accepts.
+    let available: BTreeMap<RoomVersionId, RoomVersionStability> =
+        myelin_rooms::supported_room_versions().into_iter().map(|v| (v, RoomVersionStability::Stable)).collect();
+    caps.room_versions = RoomVersionsCapability::new(myelin_rooms::DEFAULT_ROOM_VERSION, available);
     Ok(capabilities::Response::new(caps).into())
 }

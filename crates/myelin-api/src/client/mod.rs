@@ -2,9 +2,12 @@
 
 mod account;
 mod devices;
+mod directory;
 mod discovery;
+mod membership;
 mod profile;
 mod register;
+pub(crate) mod rooms;
 mod session;
 
 use crate::Services;
@@ -23,6 +26,9 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = session::routes(router);
     let router = account::routes(router);
     let router = devices::routes(router);
+    let router = rooms::routes(router);
+    let router = membership::routes(router);
+    let router = directory::routes(router);
     profile::routes(router)
 }
 

@@ -14,3 +14,5 @@ mod media_preview;
 mod media_thumbnails;
 mod profile_devices;
 mod register;
+mod rooms;
+mod rooms_membership;
