@@ -52,6 +52,11 @@ impl Accounts {
             if written.get(&key).is_some_and(|at| now.duration_since(*at) < LAST_SEEN_INTERVAL) {
                 return;
             }
+            // Entries older than the interval carry no information: drop them now and then so
+            // the map holds only recently active devices.
+            if written.len() >= 1024 && written.len().is_power_of_two() {
+                written.retain(|_, at| now.duration_since(*at) < LAST_SEEN_INTERVAL);
+            }
             written.insert(key, now);
         }
         // Best effort: a failed last-seen write must not fail the request it rides on.

@@ -50,17 +50,13 @@ impl MediaService {
         };
         let mut freed = 0;
         for sha256 in blobs {
-            if self.store.media().blob_in_use(&sha256).await? {
-                continue;
-            }
-            if let Some(path) = self.blobs.path(&sha256) {
-                freed += tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
-                match tokio::fs::remove_file(&path).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::internal(format!("removing blob {sha256}: {e}"))),
-                }
-            }
+            let media = self.store.media();
+            let in_use = async { media.blob_in_use(&sha256).await.map_err(std::io::Error::other) };
+            freed += self
+                .blobs
+                .remove_unless_used(&sha256, in_use)
+                .await
+                .map_err(|e| Error::internal(format!("removing blob {sha256}: {e}")))?;
         }
         Ok(Some(freed))
     }

@@ -16,11 +16,15 @@ pub struct FsBlobStore {
     root: PathBuf,
 }
 
-/// A blob now durable in the store.
+/// A blob now in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredBlob {
     pub sha256: String,
     pub size: u64,
+    /// When the content was stored already, the new copy is kept (unflushed) until the row
+    /// that uses it is committed: if a concurrent delete took the stored blob away meanwhile,
+    /// `settle` puts this copy in its place.
+    pub spare: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -166,8 +170,10 @@ impl FsBlobStore {
     /// when the same content is stored already). The temp file is removed on every failure.
     fn write_blocking(&self, rx: tokio::sync::mpsc::Receiver<Chunk>) -> Result<StoredBlob, BlobError> {
         let temp = self.root.join("tmp").join(myelin_core::util::random_string(24));
-        let result = self.write_temp(&temp, rx).and_then(|blob| {
-            self.move_into_place(&temp, &blob.sha256)?;
+        let result = self.write_temp(&temp, rx).and_then(|mut blob| {
+            if self.move_into_place(&temp, &blob.sha256)? {
+                blob.spare = Some(temp.clone());
+            }
             Ok(blob)
         });
         if result.is_err() {
@@ -207,16 +213,17 @@ impl FsBlobStore {
         if !target.exists() {
             file.get_ref().sync_data()?;
         }
-        Ok(StoredBlob { sha256, size })
+        Ok(StoredBlob { sha256, size, spare: None })
     }
 
-    fn move_into_place(&self, temp: &Path, sha256: &str) -> io::Result<()> {
+    /// Renames the temp file to its content's name; true when the content was there already
+    /// (the temp file is then left for `settle`).
+    fn move_into_place(&self, temp: &Path, sha256: &str) -> io::Result<bool> {
         let Some(target) = self.path(sha256) else {
             return Err(io::Error::other("computed a malformed digest"));
         };
         if target.exists() {
-            // The same bytes are stored already.
-            return std::fs::remove_file(temp);
+            return Ok(true);
         }
         let dir = target.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
         if !dir.exists() {
@@ -226,7 +233,63 @@ impl FsBlobStore {
         }
         std::fs::rename(temp, &target)?;
         // The rename is durable only once the directory entry is on disk.
-        std::fs::File::open(&dir)?.sync_all()
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(false)
+    }
+
+    /// Called once the row using `blob` is committed (or failed): drops the spare copy, or
+    /// makes it the blob if the stored one was deleted in the meantime.
+    pub async fn settle(&self, blob: &StoredBlob) -> io::Result<()> {
+        let Some(spare) = blob.spare.clone() else {
+            return Ok(());
+        };
+        let store = self.clone();
+        let sha256 = blob.sha256.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(target) = store.path(&sha256) else {
+                return std::fs::remove_file(&spare);
+            };
+            if target.exists() {
+                return std::fs::remove_file(&spare);
+            }
+            std::fs::File::open(&spare)?.sync_data()?;
+            store.move_into_place(&spare, &sha256).map(drop)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Deletes a blob unless `in_use` (asked after the blob is set aside) says a row took it
+    /// meanwhile; then it is put back. With `settle` on the writing side, a blob is never
+    /// lost to a delete racing an upload of the same content. Returns the bytes freed.
+    pub async fn remove_unless_used<F>(&self, sha256: &str, in_use: F) -> io::Result<u64>
+    where
+        F: Future<Output = io::Result<bool>>,
+    {
+        let Some(target) = self.path(sha256) else {
+            return Ok(0);
+        };
+        let aside = self.root.join("tmp").join(format!("{sha256}.{}.deleting", myelin_core::util::random_string(8)));
+        match tokio::fs::rename(&target, &aside).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        let size = tokio::fs::metadata(&aside).await.map(|m| m.len()).unwrap_or(0);
+        let used = match in_use.await {
+            Ok(used) => used,
+            Err(e) => {
+                // Unsure: keep the blob.
+                let _ = tokio::fs::rename(&aside, &target).await;
+                return Err(e);
+            }
+        };
+        if used && !tokio::fs::try_exists(&target).await.unwrap_or(false) {
+            tokio::fs::rename(&aside, &target).await?;
+            return Ok(0);
+        }
+        tokio::fs::remove_file(&aside).await?;
+        Ok(if used { 0 } else { size })
     }
 }
 
@@ -283,12 +346,28 @@ mod tests {
         assert_eq!(a.size, 11);
         assert_eq!(a.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
         let b = store.write(body(&[b"hello world"]), 100).await.unwrap();
-        assert_eq!(a, b);
+        assert_eq!((&a.sha256, a.size), (&b.sha256, b.size));
+        // The second copy waits as a spare until settled.
+        assert!(a.spare.is_none() && b.spare.is_some());
+        store.settle(&b).await.unwrap();
+        assert!(!b.spare.as_ref().unwrap().exists());
         assert_eq!(std::fs::read(store.path(&a.sha256).unwrap()).unwrap(), b"hello world");
         assert!(matches!(store.write(body(&[b"0123456789", b"x"]), 10).await, Err(BlobError::TooLarge)));
         // Nothing is left behind by the refused upload.
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert!(store.path("../../etc/passwd").is_none());
+
+        // A delete racing an upload of the same content: the spare takes the blob's place.
+        let c = store.write(body(&[b"hello world"]), 100).await.unwrap();
+        let freed = store.remove_unless_used(&a.sha256, async { Ok(false) }).await.unwrap();
+        assert_eq!(freed, 11);
+        assert!(!store.path(&a.sha256).unwrap().exists());
+        store.settle(&c).await.unwrap();
+        assert_eq!(std::fs::read(store.path(&a.sha256).unwrap()).unwrap(), b"hello world");
+        // A row that took the blob while it was set aside keeps it.
+        let freed = store.remove_unless_used(&a.sha256, async { Ok(true) }).await.unwrap();
+        assert_eq!(freed, 0);
+        assert!(store.path(&a.sha256).unwrap().exists());
         assert!(store.path(&"A".repeat(64)).is_none());
     }
 }

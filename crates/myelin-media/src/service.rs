@@ -138,14 +138,16 @@ impl MediaService {
             content_type: meta.content_type,
             filename: meta.filename,
             size: Some(blob.size as i64),
-            sha256: Some(blob.sha256),
+            sha256: Some(blob.sha256.clone()),
             uploaded_ts: Some(now),
             created_ts: now,
             unused_expires_ts: None,
             authenticated_only: self.is_frozen_at(now),
             quarantined: false,
         };
-        self.store.media().insert(&row).await?;
+        let inserted = self.store.media().insert(&row).await;
+        self.settle(&blob).await?;
+        inserted?;
         Ok(OwnedMxcUri::from(format!("mxc://{}/{media_id}", self.config.server_name)))
     }
 
@@ -186,6 +188,11 @@ impl MediaService {
             Err(BlobError::Body(e)) => Err(Error::bad_json(format!("The upload broke off: {e}"))),
             Err(BlobError::Io(e)) => Err(Error::internal(format!("writing a blob: {e}"))),
         }
+    }
+
+    /// After the row using a blob is written (or not): see `FsBlobStore::settle`.
+    pub(crate) async fn settle(&self, blob: &StoredBlob) -> Result<()> {
+        self.blobs.settle(blob).await.map_err(|e| Error::internal(format!("settling blob {}: {e}", blob.sha256)))
     }
 
     /// `POST /_matrix/media/v1/create`: reserves an ID to upload into later.
@@ -250,12 +257,14 @@ impl MediaService {
             content_type: meta.content_type,
             filename: meta.filename,
             size: Some(blob.size as i64),
-            sha256: Some(blob.sha256),
+            sha256: Some(blob.sha256.clone()),
             uploaded_ts: Some(now),
             authenticated_only: self.is_frozen_at(now),
             ..existing
         };
-        match self.store.media().complete_pending(&row, now).await? {
+        let completed = self.store.media().complete_pending(&row, now).await;
+        self.settle(&blob).await?;
+        match completed? {
             CompletePending::Done => {
                 self.waiters.wake(&waiter_key(server_name.as_str(), media_id));
                 Ok(())

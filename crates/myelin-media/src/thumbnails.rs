@@ -89,6 +89,7 @@ impl MediaService {
                     .await
                     .map_err(Error::internal)?
             };
+            let mut written = None;
             let (content_type, sha256, size_bytes) = match rendered {
                 Ok(Rendered::Original) => (
                     original.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
@@ -99,7 +100,9 @@ impl MediaService {
                     let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))]);
                     let blob =
                         self.blobs.write(stream, u64::MAX).await.map_err(|e| Error::internal(format!("{e:?}")))?;
-                    (content_type.to_owned(), blob.sha256, blob.size as i64)
+                    let stored = (content_type.to_owned(), blob.sha256.clone(), blob.size as i64);
+                    written = Some(blob);
+                    stored
                 }
                 Err(RenderError::NotAnImage) => {
                     return Err(Error::new(StatusCode::BAD_REQUEST, ErrorKind::Unknown, "This media is not an image"));
@@ -127,7 +130,11 @@ impl MediaService {
                 size: size_bytes,
                 created_ts: now_ms(),
             };
-            media.insert_thumbnail(&row).await?;
+            let inserted = media.insert_thumbnail(&row).await;
+            if let Some(blob) = &written {
+                self.settle(blob).await?;
+            }
+            inserted?;
             Ok(row)
         }
         .await;
