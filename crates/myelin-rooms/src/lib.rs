@@ -7,11 +7,16 @@ mod create;
 pub mod keys;
 mod membership;
 pub mod pdu;
+mod public;
 mod read;
+mod relations;
 mod send;
 mod service;
+mod upgrade;
 
 pub use create::{DEFAULT_ROOM_VERSION, supported_room_versions};
 pub use membership::MembershipChange;
-pub use read::{EventFilter, Page, Pagination, Viewer, make_token, parse_token};
+pub use public::DirectoryPage;
+pub use read::{Context, EventFilter, Page, Pagination, Viewer, make_token, parse_token};
+pub use relations::{MAX_RECURSION_DEPTH, RelationsPage, RelationsQuery};
 pub use service::{RoomInfo, RoomService, Txn};

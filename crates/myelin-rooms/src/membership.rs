@@ -49,8 +49,79 @@ impl RoomService {
             }
         }
         set_reason(&mut content, reason);
+        if let Some(authoriser) = self.restricted_join_authoriser(&room, user).await? {
+            content["join_authorised_via_users_server"] = json!(authoriser);
+        }
         let event = member_event(user, content);
         Ok(self.append(&room, user, event, None, false).await?.event_id)
+    }
+
+    /// For a restricted room (versions 8+) that the user is not invited to: a local member who
+    /// may invite, vouching for the join, once the user is shown to be in one of the rooms the
+    /// join rules allow. None when the room is not restricted (or the user is invited or in it).
+    async fn restricted_join_authoriser(&self, room: &crate::RoomInfo, user: &UserId) -> Result<Option<String>> {
+        if !room.rules.authorization.restricted_join_rule {
+            return Ok(None);
+        }
+        let Some(rules) = self.current_state_event(&room.room_id, "m.room.join_rules", "").await? else {
+            return Ok(None);
+        };
+        let rules = rules.content_value();
+        if !matches!(rules["join_rule"].as_str(), Some("restricted" | "knock_restricted")) {
+            return Ok(None);
+        }
+        if matches!(self.membership_of(&room.room_id, user).await?.as_deref(), Some("invite" | "join")) {
+            return Ok(None);
+        }
+        let mut allowed = false;
+        for condition in rules["allow"].as_array().into_iter().flatten() {
+            if condition["type"] != "m.room_membership" {
+                continue;
+            }
+            let Some(other) = condition["room_id"].as_str().and_then(|id| RoomId::parse(id).ok()) else { continue };
+            if self.membership_of(&other, user).await?.as_deref() == Some("join") {
+                allowed = true;
+                break;
+            }
+        }
+        if !allowed {
+            return Err(Error::forbidden("you are not in any room whose members may join this one"));
+        }
+        // Someone of this server, joined, with the power to invite.
+        let power = self.power_levels(&room.room_id).await?;
+        let level = |u: &str| power["users"][u].as_i64().or(power["users_default"].as_i64()).unwrap_or(0);
+        let needed = power["invite"].as_i64().unwrap_or(0);
+        let members = self.store.rooms().members(room.room_id.as_str()).await?;
+        let authoriser = members
+            .iter()
+            .filter(|m| m.membership == "join" && m.user_id.ends_with(&format!(":{}", self.config.server_name)))
+            .filter(|m| level(&m.user_id) >= needed)
+            .max_by_key(|m| level(&m.user_id))
+            .map(|m| m.user_id.clone());
+        authoriser.map(Some).ok_or_else(|| Error::forbidden("nobody in the room can authorise your join"))
+    }
+
+    /// Asks to join a room whose join rule is `knock` (room versions 7+).
+    pub async fn knock(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<OwnedEventId> {
+        let room = self.known_room(room_id).await?;
+        let _lock = self.lock(room_id).await;
+        match self.membership_of(room_id, user).await?.as_deref() {
+            Some("join") => return Err(Error::forbidden("you are in the room already")),
+            Some("invite") => return Err(Error::forbidden("you are invited already: join instead")),
+            Some("ban") => return Err(Error::forbidden("you are banned from this room")),
+            _ => {}
+        }
+        let mut content = json!({ "membership": "knock" });
+        if let Some(profile) = self.store.users().get(user.as_str()).await? {
+            if let Some(name) = profile.displayname {
+                content["displayname"] = json!(name);
+            }
+            if let Some(avatar) = profile.avatar_url {
+                content["avatar_url"] = json!(avatar);
+            }
+        }
+        set_reason(&mut content, reason);
+        Ok(self.append(&room, user, member_event(user, content), None, false).await?.event_id)
     }
 
     /// Invites, kicks, bans or unbans `target` as `sender`, or makes `sender` leave.
@@ -77,7 +148,10 @@ impl RoomService {
                 "invite"
             }
             MembershipChange::Leave | MembershipChange::Kick => {
-                if current.is_none() || current == Some("leave") {
+                if current.is_none()
+                    || current == Some("leave")
+                    || (change == MembershipChange::Leave && current == Some("ban"))
+                {
                     return Err(Error::forbidden(format!("{target} is not in the room")));
                 }
                 "leave"

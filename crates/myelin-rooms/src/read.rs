@@ -26,6 +26,17 @@ pub struct Page {
     pub state: Vec<Value>,
 }
 
+/// What `/context` returns around an event.
+#[derive(Debug, Default)]
+pub struct Context {
+    pub start: String,
+    pub end: String,
+    pub events_before: Vec<Value>,
+    pub event: Value,
+    pub events_after: Vec<Value>,
+    pub state: Vec<Value>,
+}
+
 /// Where `/messages` starts, where it may stop, which way it goes, and how far.
 #[derive(Debug, Clone, Copy)]
 pub struct Pagination<'a> {
@@ -200,12 +211,24 @@ impl RoomService {
         {
             unsigned.insert("transaction_id".into(), json!(txn));
         }
+        if redactions.is_empty()
+            && let Some(relations) = self.aggregations(pdu, viewer).await?
+        {
+            unsigned.insert("m.relations".into(), relations);
+        }
         object.insert("unsigned".into(), Value::Object(unsigned));
         Ok(event)
     }
 
+    /// The client format without per-viewer fields, with `unsigned.age` (for aggregations).
+    pub(crate) fn plain_event_with_age(&self, row: &EventRow, pdu: &Pdu) -> Value {
+        let mut event = self.plain_client_event(pdu);
+        event["unsigned"] = json!({ "age": (now_ms() - row.origin_server_ts).max(0) });
+        event
+    }
+
     /// The client format without per-viewer fields (for `redacted_because`).
-    fn plain_client_event(&self, pdu: &Pdu) -> Value {
+    pub(crate) fn plain_client_event(&self, pdu: &Pdu) -> Value {
         let mut event = serde_json::to_value(&pdu.json).unwrap_or_default();
         if let Some(object) = event.as_object_mut() {
             for field in ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "unsigned"] {
@@ -349,6 +372,57 @@ impl RoomService {
             out.push((member.user_id.clone(), content));
         }
         Ok(out)
+    }
+
+    /// An event with up to `limit` visible events around it (split before and after), and the
+    /// state at the last event returned.
+    pub async fn context(
+        &self,
+        viewer: Viewer<'_>,
+        room_id: &RoomId,
+        event_id: &str,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<Context> {
+        let event = self.event_for(viewer, room_id, event_id).await?;
+        let row = self.store.rooms().event(event_id).await?.ok_or_else(|| Error::not_found("no such event"))?;
+        let limit = limit.min(100);
+        let (before_n, after_n) = (limit / 2, limit - limit / 2);
+        let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
+        let mut side = async |forwards: bool, n: usize| -> Result<(Vec<Value>, i64, Option<EventRow>)> {
+            let mut out = Vec::new();
+            let mut last_row = None;
+            let mut edge = row.stream_ordering;
+            if n == 0 {
+                return Ok((out, edge, None));
+            }
+            let rows = self
+                .store
+                .rooms()
+                .events_in_room(room_id.as_str(), row.stream_ordering, None, forwards, n as i64)
+                .await?;
+            for r in rows {
+                edge = r.stream_ordering;
+                if !filter.matches(&r) {
+                    continue;
+                }
+                let (visible, membership) = visibility.check(&r).await?;
+                if visible {
+                    let pdu = Pdu::from_stored(&r.event_id, &r.json)?;
+                    out.push(self.client_event(&r, &pdu, viewer, membership).await?);
+                    last_row = Some(r);
+                }
+            }
+            Ok((out, edge, last_row))
+        };
+        let (events_before, start, _) = side(false, before_n).await?;
+        let (events_after, end, last_after) = side(true, after_n).await?;
+        let state_group = last_after.as_ref().unwrap_or(&row).state_after;
+        let ids: Vec<String> = self.store.rooms().state_at_group(state_group).await?.into_values().collect();
+        let state = self.client_events(viewer, ids).await?;
+        // Tokens: paginating backwards from `start` continues before the earliest event
+        // returned, forwards from `end` after the latest.
+        Ok(Context { start: make_token(start), end: make_token(end), events_before, event, events_after, state })
     }
 
     /// A page of the room's timeline, as `/messages` returns it.

@@ -19,6 +19,7 @@ impl RoomService {
         content: Value,
         txn: &Txn,
     ) -> Result<OwnedEventId> {
+        crate::relations::check_relation(self, room_id, &content).await?;
         let redacts = if kind == "m.room.redaction" {
             let id = content
                 .get("redacts")

@@ -202,6 +202,7 @@ impl RoomService {
                 state_before,
                 prev_events: prev_pdus.iter().map(|p| p.event_id.to_string()).collect(),
                 txn: txn.map(|t| (sender.to_string(), t.device_id.clone(), t.txn_id.clone())),
+                relation: relation_of(&content.content),
                 new_room: new_room.then(|| myelin_store::NewRoom {
                     room_id: room.room_id.to_string(),
                     room_version: room.version.to_string(),
@@ -213,4 +214,13 @@ impl RoomService {
         tracing::debug!(event_id = %pdu.event_id, stream = persisted.stream_ordering, "persisted");
         Ok(pdu)
     }
+}
+
+/// `m.relates_to` of a content: (the event related to, rel_type). Replies (`m.in_reply_to`
+/// alone) are not relations in this sense.
+pub(crate) fn relation_of(content: &serde_json::Value) -> Option<(String, String)> {
+    let relates_to = content.get("m.relates_to")?;
+    let rel_type = relates_to.get("rel_type")?.as_str()?;
+    let event_id = relates_to.get("event_id")?.as_str()?;
+    Some((event_id.to_owned(), rel_type.to_owned()))
 }

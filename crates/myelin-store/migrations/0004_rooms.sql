@@ -103,3 +103,16 @@ CREATE TABLE room_aliases (
 );
 CREATE INDEX room_aliases_by_room ON room_aliases (room_id);
 CREATE INDEX event_txns_by_event ON event_txns (event_id);
+
+-- Relations between events (`m.relates_to`): threads, edits, references, annotations.
+CREATE TABLE event_relations (
+    event_id        TEXT PRIMARY KEY,
+    relates_to      TEXT NOT NULL,
+    rel_type        TEXT NOT NULL,
+    room_id         TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    stream_ordering BIGINT NOT NULL
+);
+CREATE INDEX event_relations_by_parent ON event_relations (relates_to, stream_ordering);
+CREATE INDEX event_relations_threads ON event_relations (room_id, rel_type, stream_ordering);

@@ -18,7 +18,9 @@ pub use error::{Error, Result};
 pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
-pub use rooms::{EventRow, MembershipRow, NewEvent, NewRoom, Persisted, RoomRow, Rooms, StateKey, StateMap};
+pub use rooms::{
+    EventRow, MembershipRow, NewEvent, NewRoom, Persisted, RelationRow, RoomRow, Rooms, StateKey, StateMap,
+};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};
 pub use uia::{UiaSession, UiaSessions};
 pub use users::{DeviceRow, NewRegistration, UserRow, Users};

@@ -46,6 +46,18 @@ pub struct NewEvent {
     pub txn: Option<(String, String, String)>,
     /// Set for the room's create event.
     pub new_room: Option<NewRoom>,
+    /// `m.relates_to`: (the event related to, rel_type).
+    pub relation: Option<(String, String)>,
+}
+
+/// One event relating to another.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RelationRow {
+    pub event_id: String,
+    pub rel_type: String,
+    pub event_type: String,
+    pub sender: String,
+    pub stream_ordering: i64,
 }
 
 /// Where an event landed.
@@ -279,6 +291,21 @@ impl Rooms<'_> {
                 .bind(&e.event_id)
                 .execute(&mut *tx)
                 .await?;
+            if let Some((relates_to, rel_type)) = &e.relation {
+                sqlx::query(
+                    "INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&e.event_id)
+                .bind(relates_to)
+                .bind(rel_type)
+                .bind(&e.room_id)
+                .bind(&e.event_type)
+                .bind(&e.sender)
+                .bind(stream_ordering)
+                .execute(&mut *tx)
+                .await?;
+            }
             if let Some((user_id, device_id, txn_id)) = &e.txn {
                 sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
                     .bind(user_id)
@@ -547,6 +574,84 @@ impl Rooms<'_> {
         }))
     }
 
+    // ---- relations ----
+
+    /// Every event relating to `parent`, oldest first (for aggregations).
+    pub async fn relations_of(&self, parent: &str) -> Result<Vec<RelationRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT event_id, rel_type, event_type, sender, stream_ordering FROM event_relations
+                 WHERE relates_to = $1 ORDER BY stream_ordering",
+            )
+            .bind(parent)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// A page of the events relating to `parent`, optionally of one rel_type and event type,
+    /// in stream order from `from` (exclusive) towards `to` (exclusive).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn relating_events(
+        &self,
+        parent: &str,
+        rel_type: Option<&str>,
+        event_type: Option<&str>,
+        from: i64,
+        to: Option<i64>,
+        forwards: bool,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let (cmp, cmp_to, order) = if forwards { (">", "<", "ASC") } else { ("<", ">", "DESC") };
+        let sql = format!(
+            "SELECT {} FROM events e JOIN event_relations r ON r.event_id = e.event_id
+             WHERE r.relates_to = $1 AND ($2 IS NULL OR r.rel_type = $2) AND ($3 IS NULL OR r.event_type = $3)
+               AND r.stream_ordering {cmp} $4 AND r.stream_ordering {cmp_to} $5
+             ORDER BY r.stream_ordering {order} LIMIT $6",
+            event_columns!().split(", ").map(|c| format!("e.{}", c.trim())).collect::<Vec<_>>().join(", ")
+        );
+        let bound = to.unwrap_or(if forwards { i64::MAX } else { 0 });
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(parent)
+                .bind(rel_type)
+                .bind(event_type)
+                .bind(from)
+                .bind(bound)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Thread roots of a room with the stream position of their latest reply, latest first,
+    /// below `before`; only threads `participant` took part in when given.
+    pub async fn thread_roots(
+        &self,
+        room_id: &str,
+        before: i64,
+        participant: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT r.relates_to, MAX(r.stream_ordering) AS latest FROM event_relations r
+                 WHERE r.room_id = $1 AND r.rel_type = 'm.thread'
+                   AND ($3 IS NULL OR r.relates_to IN (
+                         SELECT relates_to FROM event_relations WHERE rel_type = 'm.thread' AND sender = $3
+                         UNION SELECT event_id FROM events WHERE room_id = $1 AND sender = $3))
+                 GROUP BY r.relates_to HAVING MAX(r.stream_ordering) < $2
+                 ORDER BY latest DESC LIMIT $4",
+            )
+            .bind(room_id)
+            .bind(before)
+            .bind(participant)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     // ---- aliases ----
 
     /// Adds an alias; false if it exists already.
@@ -578,6 +683,18 @@ impl Rooms<'_> {
             sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(pool).await?.rows_affected()
                 == 1
         }))
+    }
+
+    /// Points every alias of one room at another (room upgrades).
+    pub async fn move_aliases(&self, from_room: &str, to_room: &str) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query("UPDATE room_aliases SET room_id = $2 WHERE room_id = $1")
+                .bind(from_room)
+                .bind(to_room)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     pub async fn aliases_of_room(&self, room_id: &str) -> Result<Vec<String>> {

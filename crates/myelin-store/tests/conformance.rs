@@ -249,6 +249,7 @@ fn state_event(n: i64, kind: &str, key: &str, before: Option<i64>, prev: Option<
             creator: "@a:x".into(),
             created_ts: 1,
         }),
+        relation: None,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::{Ruma, Services, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
 use myelin_core::Error;
 use myelin_rooms::MembershipChange;
+use ruma::api::client::knock::knock_room::v3 as knock_room;
 use ruma::api::client::membership::{
     ban_user::v3 as ban_user, forget_room::v3 as forget_room, invite_user::v3 as invite_user,
     join_room_by_id::v3 as join_room_by_id, join_room_by_id_or_alias::v3 as join_room_by_id_or_alias,
@@ -25,6 +26,18 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<ban_user::Request, _, _>(ban)
         .ruma::<unban_user::Request, _, _>(unban)
         .ruma::<forget_room::Request, _, _>(forget)
+        .ruma::<knock_room::Request, _, _>(knock)
+}
+
+/// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+async fn knock(
+    State(services): State<Arc<Services>>,
+    request: Ruma<knock_room::Request>,
+) -> ApiResult<knock_room::Response> {
+    let identity = request.identity()?;
+    let room_id = services.rooms.resolve_room(&request.body.room_id_or_alias).await?;
+    services.rooms.knock(&identity.user_id, &room_id, request.body.reason.as_deref()).await?;
+    Ok(knock_room::Response::new(room_id).into())
 }
 
 /// `GET /_matrix/client/v3/joined_rooms`

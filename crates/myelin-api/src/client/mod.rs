@@ -7,6 +7,7 @@ mod discovery;
 mod membership;
 mod profile;
 mod register;
+mod relations;
 pub(crate) mod rooms;
 mod session;
 
@@ -29,6 +30,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = rooms::routes(router);
     let router = membership::routes(router);
     let router = directory::routes(router);
+    let router = relations::routes(router);
     profile::routes(router)
 }
 

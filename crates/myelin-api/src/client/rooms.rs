@@ -12,12 +12,14 @@ use ruma::{
     api::{
         Direction,
         client::{
+            context::get_context::v3 as get_context,
+            filter::RoomEventFilter,
             membership::{get_member_events::v3 as get_member_events, joined_members::v3 as joined_members},
             message::{get_message_events::v3 as get_message_events, send_message_event::v3 as send_message_event},
             redact::redact_event::v3 as redact_event,
             room::{
                 create_room::v3 as create_room, get_event_by_timestamp::v1 as get_event_by_timestamp,
-                get_room_event::v3 as get_room_event,
+                get_room_event::v3 as get_room_event, upgrade_room::v3 as upgrade_room,
             },
             state::{
                 get_state_event_for_key::v3 as get_state_event_for_key, get_state_events::v3 as get_state_events,
@@ -49,6 +51,8 @@ pub(super) fn routes(mut router: Router<Arc<Services>>) -> Router<Arc<Services>>
         .ruma::<joined_members::Request, _, _>(joined)
         .ruma::<get_message_events::Request, _, _>(messages)
         .ruma::<get_event_by_timestamp::Request, _, _>(timestamp_to_event)
+        .ruma::<get_context::Request, _, _>(context)
+        .ruma::<upgrade_room::Request, _, _>(upgrade)
 }
 
 fn viewer(identity: &Identity) -> Viewer<'_> {
@@ -199,6 +203,49 @@ async fn joined(
     Ok(joined_members::Response::new(joined).into())
 }
 
+fn event_filter(f: &RoomEventFilter) -> EventFilter {
+    EventFilter {
+        types: f.types.clone(),
+        not_types: f.not_types.clone(),
+        senders: f.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
+        not_senders: f.not_senders.iter().map(ToString::to_string).collect(),
+        lazy_load_members: !f.lazy_load_options.is_disabled(),
+    }
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+async fn context(
+    State(services): State<Arc<Services>>,
+    request: Ruma<get_context::Request>,
+) -> ApiResult<get_context::Response> {
+    let identity = request.identity()?;
+    let b = &request.body;
+    let limit = u64::from(b.filter.limit.unwrap_or(b.limit)).min(100) as usize;
+    let context = services
+        .rooms
+        .context(viewer(identity), &b.room_id, b.event_id.as_str(), limit, &event_filter(&b.filter))
+        .await?;
+    let mut response = get_context::Response::new();
+    response.start = Some(context.start);
+    response.end = Some(context.end);
+    response.event = Some(raw(&context.event)?);
+    response.events_before = context.events_before.iter().map(raw).collect::<Result<_, _>>()?;
+    response.events_after = context.events_after.iter().map(raw).collect::<Result<_, _>>()?;
+    response.state = context.state.iter().map(raw).collect::<Result<_, _>>()?;
+    Ok(response.into())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+async fn upgrade(
+    State(services): State<Arc<Services>>,
+    request: Ruma<upgrade_room::Request>,
+) -> ApiResult<upgrade_room::Response> {
+    let identity = request.identity()?;
+    let b = &request.body;
+    let replacement = services.rooms.upgrade_room(&identity.user_id, &b.room_id, &b.new_version).await?;
+    Ok(upgrade_room::Response::new(replacement).into())
+}
+
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`
 async fn messages(
     State(services): State<Arc<Services>>,
@@ -207,13 +254,7 @@ async fn messages(
     let identity = request.identity()?;
     let body = &request.body;
     let f = &body.filter;
-    let filter = EventFilter {
-        types: f.types.clone(),
-        not_types: f.not_types.clone(),
-        senders: f.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
-        not_senders: f.not_senders.iter().map(ToString::to_string).collect(),
-        lazy_load_members: !f.lazy_load_options.is_disabled(),
-    };
+    let filter = event_filter(f);
     let limit = f.limit.unwrap_or(body.limit).min(UInt::from(1000u32));
     let paging = Pagination {
         from: body.from.as_deref(),

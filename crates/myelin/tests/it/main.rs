@@ -15,4 +15,5 @@ mod media_thumbnails;
 mod profile_devices;
 mod register;
 mod rooms;
+mod rooms_features;
 mod rooms_membership;
