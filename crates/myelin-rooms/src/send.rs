@@ -110,18 +110,14 @@ impl RoomService {
         txn: Option<&Txn>,
     ) -> Result<OwnedEventId> {
         let room = self.known_room(room_id).await?;
-        if let Some(txn) = txn
-            && let Some(id) = self.store.rooms().txn_event(sender.as_str(), &txn.device_id, &txn.txn_id).await?
-        {
-            return EventId::parse(id).map_err(Error::internal);
-        }
         if !event.content.is_object() {
             return Err(Error::bad_json("the content must be a JSON object"));
         }
         let _lock = self.lock(room_id).await;
-        // Checked again under the lock: a retry may have raced the first request.
+        // Checked under the lock: a retry racing the first request waits for it, then finds it.
         if let Some(txn) = txn
-            && let Some(id) = self.store.rooms().txn_event(sender.as_str(), &txn.device_id, &txn.txn_id).await?
+            && let Some(id) =
+                self.store.rooms().txn_event(room_id.as_str(), sender.as_str(), &txn.device_id, &txn.txn_id).await?
         {
             return EventId::parse(id).map_err(Error::internal);
         }

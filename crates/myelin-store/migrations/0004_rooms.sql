@@ -87,13 +87,15 @@ CREATE TABLE forward_extremities (
     PRIMARY KEY (room_id, event_id)
 );
 
--- Client transaction IDs, so a retried send returns the same event.
+-- Client transaction IDs, so a retried send returns the same event (per room, as Synapse
+-- scopes them: the same ID in another room is another request).
 CREATE TABLE event_txns (
+    room_id   TEXT NOT NULL,
     user_id   TEXT NOT NULL,
     device_id TEXT NOT NULL,
     txn_id    TEXT NOT NULL,
     event_id  TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (room_id, user_id, device_id, txn_id)
 );
 
 CREATE TABLE room_aliases (

@@ -307,8 +307,11 @@ impl Rooms<'_> {
                 .await?;
             }
             if let Some((user_id, device_id, txn_id)) = &e.txn {
-                sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
-                    .bind(user_id)
+                sqlx::query(
+                    "INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&e.room_id)
+                .bind(user_id)
                     .bind(device_id)
                     .bind(txn_id)
                     .bind(&e.event_id)
@@ -496,14 +499,23 @@ impl Rooms<'_> {
         }))
     }
 
-    pub async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+    pub async fn txn_event(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        device_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<String>> {
         Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar("SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
-                .bind(user_id)
-                .bind(device_id)
-                .bind(txn_id)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT event_id FROM event_txns WHERE room_id = $4 AND user_id = $1 AND device_id = $2 AND txn_id = $3",
+            )
+            .bind(user_id)
+            .bind(device_id)
+            .bind(txn_id)
+            .bind(room_id)
+            .fetch_optional(pool)
+            .await?
         }))
     }
 

@@ -291,8 +291,9 @@ async fn events_txns_and_memberships(t: TestStore) {
     let sent = rooms.persist_event(&message).await.unwrap();
     // A message keeps the state group it was sent in.
     assert_eq!(sent.state_after, join.state_after);
-    assert_eq!(rooms.txn_event("@a:x", "DEV", "t1").await.unwrap().as_deref(), Some("$e2"));
-    assert_eq!(rooms.txn_event("@a:x", "OTHER", "t1").await.unwrap(), None);
+    assert_eq!(rooms.txn_event("!r:x", "@a:x", "DEV", "t1").await.unwrap().as_deref(), Some("$e2"));
+    assert_eq!(rooms.txn_event("!r:x", "@a:x", "OTHER", "t1").await.unwrap(), None);
+    assert_eq!(rooms.txn_event("!other:x", "@a:x", "DEV", "t1").await.unwrap(), None);
     assert_eq!(rooms.txn_of_event("$e2", "@a:x", "DEV").await.unwrap().as_deref(), Some("t1"));
     // The same transaction twice is refused by the store.
     message.event_id = "$e3".into();

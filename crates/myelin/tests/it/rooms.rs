@@ -13,7 +13,8 @@ backend_tests!(
     redactions,
     history_visibility_and_unsigned_membership,
     timestamp_to_event,
-    malformed_requests
+    malformed_requests,
+    relayed_content_is_untouched
 );
 
 pub async fn create_room(server: &TestServer, user: &User, body: Value) -> String {
@@ -30,7 +31,15 @@ pub async fn send_text(server: &TestServer, user: &User, room: &str, txn: &str, 
 }
 
 pub fn enc(s: &str) -> String {
-    s.replace('!', "%21").replace('$', "%24").replace('#', "%23").replace(':', "%3A").replace('@', "%40")
+    // Room version 3 event IDs are standard base64: `/` and `+` too.
+    s.replace('%', "%25")
+        .replace('!', "%21")
+        .replace('$', "%24")
+        .replace('#', "%23")
+        .replace(':', "%3A")
+        .replace('@', "%40")
+        .replace('/', "%2F")
+        .replace('+', "%2B")
 }
 
 async fn create_send_and_read(backend: Backend) {
@@ -422,4 +431,37 @@ async fn malformed_requests(backend: Backend) {
         .post("/_matrix/client/v3/createRoom", Some(&alice.token), json!({ "initial_state": [{ "content": {} }] }))
         .await;
     assert_eq!(status, 400);
+}
+
+async fn relayed_content_is_untouched(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    // VoIP with the v1.11 muting metadata, and HTML maths: stored and served byte for byte.
+    let call = json!({
+        "call_id": "c1", "version": "1", "party_id": "p1", "lifetime": 60000,
+        "offer": { "type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n" },
+        "sdp_stream_metadata": { "stream1": { "purpose": "m.usermedia", "audio_muted": true, "video_muted": false } }
+    });
+    let muted = json!({
+        "call_id": "c1", "version": "1", "party_id": "p1",
+        "sdp_stream_metadata": { "stream1": { "purpose": "m.usermedia", "audio_muted": false, "video_muted": true } }
+    });
+    let maths = json!({
+        "msgtype": "m.text", "body": "x^2", "format": "org.matrix.custom.html",
+        "formatted_body": "<span data-mx-maths=\"x^2\"><code>x^2</code></span>"
+    });
+    for (kind, content) in
+        [("m.call.invite", call), ("m.call.sdp_stream_metadata_changed", muted), ("m.room.message", maths)]
+    {
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{kind}/{kind}", enc(&room));
+        let (status, answer) = server.put(&path, Some(&alice.token), content.clone()).await;
+        assert_eq!(status, 200, "{kind}: {answer}");
+        let event_id = answer["event_id"].as_str().unwrap();
+        let (_, event) = server
+            .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(event_id)), Some(&alice.token))
+            .await;
+        assert_eq!(event["content"], content, "{kind}");
+        assert_eq!(event["type"], kind);
+    }
 }

@@ -8,7 +8,13 @@ use crate::{
 };
 use serde_json::json;
 
-backend_tests!(invite_join_leave_forget, kick_ban_unban_and_power_levels, join_rules, aliases);
+backend_tests!(
+    invite_join_leave_forget,
+    kick_ban_unban_and_power_levels,
+    join_rules,
+    aliases,
+    auth_rules_in_every_room_version
+);
 
 async fn post(
     server: &TestServer,
@@ -195,4 +201,69 @@ async fn aliases(backend: Backend) {
     assert_eq!(status, 400);
     let (status, _) = server.get("/_matrix/client/v3/directory/room/nohash", None).await;
     assert_eq!(status, 400);
+}
+
+/// The auth rule families in every room version (groups v1–2, v3–6, v7–10, v11 differ in event
+/// format, redaction and join rules; the outcome for clients must not).
+async fn auth_rules_in_every_room_version(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    for version in 1..=11 {
+        let v = format!("v{version}");
+        let room =
+            create_room(&server, &alice, json!({ "room_version": version.to_string(), "preset": "private_chat" }))
+                .await;
+        let r = enc(&room);
+        let url = |tail: &str| format!("/_matrix/client/v3/rooms/{r}/{tail}");
+        // Join rules: invite-only until invited.
+        assert_error(&post(&server, &bob, url("join"), json!({})).await, 403, "M_FORBIDDEN");
+        assert_eq!(post(&server, &alice, url("invite"), json!({ "user_id": bob.user_id })).await.0, 200, "{v}");
+        assert_eq!(post(&server, &bob, url("join"), json!({})).await.0, 200, "{v}");
+        // Power levels: bob (0) may not change them; promoted to 50 he may rename the room but
+        // neither raise himself above 50 nor demote alice.
+        let power = url("state/m.room.power_levels/");
+        let (_, mut levels) = server.get(&power, Some(&alice.token)).await;
+        levels["users"][&bob.user_id] = json!(50);
+        assert_error(&server.put(&power, Some(&bob.token), levels.clone()).await, 403, "M_FORBIDDEN");
+        assert_eq!(server.put(&power, Some(&alice.token), levels.clone()).await.0, 200, "{v}");
+        assert_eq!(
+            server.put(&url("state/m.room.name/"), Some(&bob.token), json!({ "name": "bob's" })).await.0,
+            200,
+            "{v}"
+        );
+        let mut higher = levels.clone();
+        higher["users"][&bob.user_id] = json!(75);
+        assert_error(&server.put(&power, Some(&bob.token), higher).await, 403, "M_FORBIDDEN");
+        let mut demote = levels.clone();
+        demote["users"][&alice.user_id] = json!(0);
+        assert_error(&server.put(&power, Some(&bob.token), demote).await, 403, "M_FORBIDDEN");
+        // Membership transitions: bob (50) invites carol; she joins; bob kicks her; alice bans
+        // her; a banned user cannot be invited; unbanned she is out (leave).
+        assert_eq!(post(&server, &bob, url("invite"), json!({ "user_id": carol.user_id })).await.0, 200, "{v}");
+        assert_eq!(post(&server, &carol, url("join"), json!({})).await.0, 200, "{v}");
+        assert_error(&post(&server, &carol, url("kick"), json!({ "user_id": bob.user_id })).await, 403, "M_FORBIDDEN");
+        assert_eq!(post(&server, &bob, url("kick"), json!({ "user_id": carol.user_id })).await.0, 200, "{v}");
+        assert_eq!(post(&server, &alice, url("ban"), json!({ "user_id": carol.user_id })).await.0, 200, "{v}");
+        assert_error(
+            &post(&server, &bob, url("invite"), json!({ "user_id": carol.user_id })).await,
+            403,
+            "M_FORBIDDEN",
+        );
+        assert_eq!(post(&server, &alice, url("unban"), json!({ "user_id": carol.user_id })).await.0, 200, "{v}");
+        assert_error(&post(&server, &carol, url("join"), json!({})).await, 403, "M_FORBIDDEN");
+        // Redactions: carol's gone; bob may redact his own and (at 50) alice's; without the power
+        // a member may only redact their own.
+        let mine = send_text(&server, &bob, &room, "m", "bob's message").await;
+        let hers = send_text(&server, &alice, &room, "a", "alice's message").await;
+        let redact = |event: &str, txn: &str| format!("/_matrix/client/v3/rooms/{r}/redact/{}/{txn}", enc(event));
+        let own = server.put(&redact(&mine, "r1"), Some(&bob.token), json!({})).await;
+        assert_eq!(own.0, 200, "{v}: {mine} {}", own.1);
+        levels["users"][&bob.user_id] = json!(10);
+        assert_eq!(server.put(&power, Some(&alice.token), levels.clone()).await.0, 200, "{v}");
+        let refused = server.put(&redact(&hers, "r2"), Some(&bob.token), json!({})).await;
+        assert_eq!(refused.0, 403, "{v}: {}", refused.1);
+        assert_eq!(server.put(&redact(&hers, "r3"), Some(&alice.token), json!({})).await.0, 200, "{v}");
+    }
 }
