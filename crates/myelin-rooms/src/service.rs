@@ -10,7 +10,7 @@ use myelin_core::{Config, Error, Result, util::now_ms};
 use myelin_store::{EventRow, StateMap, Store};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UInt, UserId,
-    room_version_rules::RoomVersionRules,
+    room_version_rules::{EventsReferenceFormatVersion, RoomVersionRules},
 };
 use std::{
     collections::{BTreeMap, HashMap},
@@ -26,7 +26,30 @@ pub struct RoomService {
     pub(crate) key: SigningKey,
     /// One lock per room: events of a room are built one after the other, each on the last.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    /// What the next event of each room builds on, kept from the last one (see `RoomHead`).
+    heads: Mutex<HashMap<OwnedRoomId, RoomHead>>,
+    /// Rooms' versions never change: looked up once.
+    infos: Mutex<HashMap<OwnedRoomId, RoomInfo>>,
+    /// Parsed events by ID. Events are immutable (redaction is applied when serving), so an
+    /// entry never goes stale; the auth events of busy rooms stay here.
+    pdu_cache: Mutex<HashMap<String, Arc<Pdu>>>,
 }
+
+/// The tip of a room's DAG as this process last wrote it: the next event's prev_events, depth
+/// and the state before it. Only the process holding the room's lock writes the room (one
+/// process per database until the scale-out work moves the lock to PostgreSQL), so the copy
+/// in memory is the truth; it is dropped whenever a write fails, and rebuilt from the store.
+#[derive(Debug, Clone)]
+struct RoomHead {
+    /// (event ID, reference hash; the hash only in room versions 1 and 2).
+    prev_events: Vec<(OwnedEventId, String)>,
+    depth: i64,
+    state_group: Option<i64>,
+    state: Arc<StateMap>,
+}
+
+/// Entries of the parsed-event cache before it is emptied and starts over.
+const PDU_CACHE_ENTRIES: usize = 20_000;
 
 /// A room this server knows, with the rules of its version.
 #[derive(Debug, Clone)]
@@ -46,7 +69,15 @@ pub struct Txn {
 impl RoomService {
     pub fn new(store: Store, config: Arc<Config>) -> Result<Self> {
         let key = SigningKey::load_or_generate(&config.data_dir)?;
-        Ok(RoomService { store, config, key, locks: Mutex::default() })
+        Ok(RoomService {
+            store,
+            config,
+            key,
+            locks: Mutex::default(),
+            heads: Mutex::default(),
+            infos: Mutex::default(),
+            pdu_cache: Mutex::default(),
+        })
     }
 
     pub fn signing_key(&self) -> &SigningKey {
@@ -63,12 +94,79 @@ impl RoomService {
 
     /// The room, if this server knows it.
     pub async fn room(&self, room_id: &RoomId) -> Result<Option<RoomInfo>> {
+        if let Some(info) = lock_map(&self.infos).get(room_id) {
+            return Ok(Some(info.clone()));
+        }
         let Some(row) = self.store.rooms().room(room_id.as_str()).await? else {
             return Ok(None);
         };
         let version = RoomVersionId::try_from(row.room_version.as_str()).map_err(Error::internal)?;
         let rules = version.rules().ok_or_else(|| Error::internal(format!("room version {version} has no rules")))?;
-        Ok(Some(RoomInfo { room_id: room_id.to_owned(), version, rules }))
+        let info = RoomInfo { room_id: room_id.to_owned(), version, rules };
+        lock_map(&self.infos).insert(room_id.to_owned(), info.clone());
+        Ok(Some(info))
+    }
+
+    /// Parsed events by ID, from the cache or the store (those that exist).
+    pub(crate) async fn cached_pdus(&self, event_ids: &[String]) -> Result<HashMap<String, Arc<Pdu>>> {
+        let mut found = HashMap::with_capacity(event_ids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = lock_map(&self.pdu_cache);
+            for id in event_ids {
+                match cache.get(id) {
+                    Some(pdu) => {
+                        found.insert(id.clone(), pdu.clone());
+                    }
+                    None => missing.push(id.clone()),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let loaded = self.pdus(&missing).await?;
+            let mut cache = lock_map(&self.pdu_cache);
+            if cache.len() + loaded.len() > PDU_CACHE_ENTRIES {
+                cache.clear();
+            }
+            for (id, pdu) in loaded {
+                let pdu = Arc::new(pdu);
+                cache.insert(id.clone(), pdu.clone());
+                found.insert(id, pdu);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The room's head from memory, or rebuilt from its forward extremities in the store.
+    async fn head(&self, room: &RoomInfo) -> Result<RoomHead> {
+        if let Some(head) = lock_map(&self.heads).get(&room.room_id) {
+            return Ok(head.clone());
+        }
+        let rooms = self.store.rooms();
+        let mut extremities = rooms.forward_extremities(room.room_id.as_str()).await?;
+        extremities.truncate(MAX_PREV_EVENTS);
+        let prev_rows = rooms.events(&extremities).await?;
+        // With one extremity (always, while rooms are local) the state before the new event
+        // is the state after it. Several extremities need state resolution: federation.
+        let latest = prev_rows.iter().max_by_key(|row| row.stream_ordering);
+        let state_group = latest.map(|row| row.state_after);
+        let state = match state_group {
+            Some(group) => rooms.state_at_group(group).await?,
+            None => StateMap::new(),
+        };
+        let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
+        let mut prev_events = Vec::with_capacity(prev_rows.len());
+        for row in &prev_rows {
+            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+            let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
+            prev_events.push((pdu.event_id, hash));
+        }
+        Ok(RoomHead {
+            prev_events,
+            depth: prev_rows.iter().map(|row| row.depth).max().unwrap_or(0),
+            state_group,
+            state: Arc::new(state),
+        })
     }
 
     pub(crate) async fn known_room(&self, room_id: &RoomId) -> Result<RoomInfo> {
@@ -116,22 +214,12 @@ impl RoomService {
         txn: Option<&Txn>,
         new_room: bool,
     ) -> Result<Pdu> {
-        let rooms = self.store.rooms();
-        let mut extremities = rooms.forward_extremities(room.room_id.as_str()).await?;
-        extremities.truncate(MAX_PREV_EVENTS);
-        let prev_rows = rooms.events(&extremities).await?;
-        if prev_rows.is_empty() && !new_room {
+        let head = self.head(room).await?;
+        if head.prev_events.is_empty() && !new_room {
             return Err(Error::internal(format!("room {} has no forward extremities", room.room_id)));
         }
-        // With one extremity (always, while rooms are local) the state before the new event
-        // is the state after it. Several extremities need state resolution: federation.
-        let latest = prev_rows.iter().max_by_key(|row| row.stream_ordering);
-        let state_before = latest.map(|row| row.state_after);
-        let state = match state_before {
-            Some(group) => rooms.state_at_group(group).await?,
-            None => StateMap::new(),
-        };
-        let depth = prev_rows.iter().map(|row| row.depth).max().unwrap_or(0) + 1;
+        let (state_before, state) = (head.state_group, &head.state);
+        let depth = head.depth + 1;
 
         // The auth events: the state keys the rules name for this event, as of now.
         let raw_content = serde_json::value::to_raw_value(&content.content).map_err(Error::internal)?;
@@ -145,22 +233,17 @@ impl RoomService {
         .map_err(|e| Error::bad_json(format!("the content is not valid for its type: {e}")))?;
         let auth_ids: Vec<String> =
             auth_types.iter().filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())).cloned()).collect();
-        let auth_pdus = self.pdus(&auth_ids).await?;
+        let auth_pdus = self.cached_pdus(&auth_ids).await?;
         // Room versions 1 and 2 reference events together with their reference hashes.
-        let needs_hashes =
-            room.rules.events_reference_format == ruma::room_version_rules::EventsReferenceFormatVersion::V1;
-        let with_hashes = |pdus: Vec<&Pdu>| -> Result<Vec<(OwnedEventId, String)>> {
-            pdus.into_iter()
-                .map(|pdu| {
-                    let hash = if needs_hashes { pdu::reference_hash(pdu, &room.rules)? } else { String::new() };
-                    Ok((pdu.event_id.clone(), hash))
-                })
-                .collect()
-        };
-        let prev_pdus: Vec<Pdu> =
-            prev_rows.iter().map(|row| Pdu::from_stored(&row.event_id, &row.json)).collect::<Result<_>>()?;
-        let prev_events = with_hashes(prev_pdus.iter().collect())?;
-        let auth_events = with_hashes(auth_ids.iter().filter_map(|id| auth_pdus.get(id)).collect())?;
+        let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
+        let mut auth_events = Vec::with_capacity(auth_ids.len());
+        for id in &auth_ids {
+            if let Some(pdu) = auth_pdus.get(id) {
+                let hash = if needs_hashes { pdu::reference_hash(pdu, &room.rules)? } else { String::new() };
+                auth_events.push((pdu.event_id.clone(), hash));
+            }
+        }
+        let prev_events = &head.prev_events;
 
         let pdu = pdu::build(BuildArgs {
             room_id: &room.room_id,
@@ -168,7 +251,7 @@ impl RoomService {
             rules: &room.rules,
             sender,
             content: &content,
-            prev_events: &prev_events,
+            prev_events,
             auth_events: &auth_events,
             depth,
             origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::new(now_ms() as u64).unwrap_or_default()),
@@ -176,19 +259,21 @@ impl RoomService {
             key: &self.key,
         })?;
 
-        let by_id: BTreeMap<&ruma::EventId, &Pdu> = auth_pdus.values().map(|p| (&*p.event_id, p)).collect();
+        let by_id: BTreeMap<&ruma::EventId, &Arc<Pdu>> = auth_pdus.values().map(|p| (&*p.event_id, p)).collect();
         ruma::state_res::check_state_independent_auth_rules(&room.rules.authorization, &pdu, |id| {
-            by_id.get(id).map(|p| (*p).clone())
+            by_id.get(id).map(|p| Arc::clone(p))
         })
         .map_err(Error::forbidden)?;
-        let by_key: HashMap<(String, String), &Pdu> =
+        let by_key: HashMap<(String, String), &Arc<Pdu>> =
             auth_pdus.values().filter_map(|p| Some(((p.kind.to_string(), p.state_key.clone()?), p))).collect();
         ruma::state_res::check_state_dependent_auth_rules(&room.rules.authorization, &pdu, |t, k| {
-            by_key.get(&(t.to_string(), k.to_owned())).map(|p| (*p).clone())
+            by_key.get(&(t.to_string(), k.to_owned())).map(|p| Arc::clone(p))
         })
         .map_err(Error::forbidden)?;
 
-        let persisted = rooms
+        let persisted = self
+            .store
+            .rooms()
             .persist_event(&myelin_store::NewEvent {
                 event_id: pdu.event_id.to_string(),
                 room_id: room.room_id.to_string(),
@@ -200,7 +285,7 @@ impl RoomService {
                 redacts: pdu.redacts.as_ref().map(ToString::to_string),
                 json: pdu.canonical_json(),
                 state_before,
-                prev_events: prev_pdus.iter().map(|p| p.event_id.to_string()).collect(),
+                prev_events: prev_events.iter().map(|(id, _)| id.to_string()).collect(),
                 txn: txn.map(|t| (sender.to_string(), t.device_id.clone(), t.txn_id.clone())),
                 relation: relation_of(&content.content),
                 new_room: new_room.then(|| myelin_store::NewRoom {
@@ -210,10 +295,41 @@ impl RoomService {
                     created_ts: now_ms(),
                 }),
             })
-            .await?;
+            .await;
+        let persisted = match persisted {
+            Ok(persisted) => persisted,
+            Err(e) => {
+                // Whatever the store holds now, the next event rebuilds its head from it.
+                lock_map(&self.heads).remove(&room.room_id);
+                return Err(e.into());
+            }
+        };
         tracing::debug!(event_id = %pdu.event_id, stream = persisted.stream_ordering, "persisted");
+        let state = match &pdu.state_key {
+            Some(state_key) => {
+                let mut next = StateMap::clone(&head.state);
+                next.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.to_string());
+                // State events are the auth events of what follows.
+                lock_map(&self.pdu_cache).insert(pdu.event_id.to_string(), Arc::new(pdu.clone()));
+                Arc::new(next)
+            }
+            None => head.state.clone(),
+        };
+        let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
+        let next = RoomHead {
+            prev_events: vec![(pdu.event_id.clone(), hash)],
+            depth,
+            state_group: Some(persisted.state_after),
+            state,
+        };
+        lock_map(&self.heads).insert(room.room_id.clone(), next);
         Ok(pdu)
     }
+}
+
+/// Locks a map shared between requests; a panic elsewhere never poisons it for good.
+fn lock_map<K, V>(map: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+    map.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `m.relates_to` of a content: (the event related to, rel_type). Replies (`m.in_reply_to`
