@@ -338,12 +338,27 @@ impl RoomService {
         &self,
         viewer: Viewer<'_>,
         room_id: &RoomId,
+        at: Option<&str>,
         membership: Option<&str>,
         not_membership: Option<&str>,
     ) -> Result<Vec<Value>> {
-        let state = match self.readable_state_group(room_id, viewer.user).await? {
-            None => self.store.rooms().current_state(room_id.as_str()).await?,
-            Some(group) => self.store.rooms().state_at_group(group).await?,
+        let readable = self.readable_state_group(room_id, viewer.user).await?;
+        // `at`: the members as of a pagination token, never later than the viewer may see.
+        let at_group = match at {
+            Some(token) => {
+                let mut stream = parse_token(token)?;
+                if readable.is_some()
+                    && let Some(left) = self.store.rooms().membership(room_id.as_str(), viewer.user.as_str()).await?
+                {
+                    stream = stream.min(left.stream_ordering);
+                }
+                self.store.rooms().event_at_or_before(room_id.as_str(), stream).await?.map(|row| row.state_after)
+            }
+            None => None,
+        };
+        let state = match (at_group, readable) {
+            (Some(group), _) | (None, Some(group)) => self.store.rooms().state_at_group(group).await?,
+            (None, None) => self.store.rooms().current_state(room_id.as_str()).await?,
         };
         let ids: Vec<String> =
             state.into_iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id).collect();

@@ -427,6 +427,21 @@ impl Rooms<'_> {
         }))
     }
 
+    /// The room's last event at or before a stream position.
+    pub async fn event_at_or_before(&self, room_id: &str, stream: i64) -> Result<Option<EventRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE room_id = $1 AND stream_ordering <= $2 ORDER BY stream_ordering DESC LIMIT 1"
+            ))
+            .bind(room_id)
+            .bind(stream)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// The latest stream position handed out.
     pub async fn max_stream(&self) -> Result<i64> {
         Ok(on_db!(self.0, read, |pool| {

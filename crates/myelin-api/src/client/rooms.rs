@@ -179,7 +179,13 @@ async fn members(
     let not_membership = body.not_membership.as_ref().map(ToString::to_string);
     let events = services
         .rooms
-        .members_for(viewer(identity), &body.room_id, membership.as_deref(), not_membership.as_deref())
+        .members_for(
+            viewer(identity),
+            &body.room_id,
+            body.at.as_deref(),
+            membership.as_deref(),
+            not_membership.as_deref(),
+        )
         .await?;
     let events = events.iter().map(raw).collect::<Result<_, _>>()?;
     Ok(get_member_events::Response::new(events).into())

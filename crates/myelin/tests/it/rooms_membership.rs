@@ -55,6 +55,25 @@ async fn invite_join_leave_forget(backend: Backend) {
         .get(&format!("/_matrix/client/v3/rooms/{}/members?not_membership=join", enc(&room)), Some(&bob.token))
         .await;
     assert_eq!(not_joined["chunk"].as_array().unwrap().len(), 0);
+    // `at` a token from before bob joined: bob was only invited then.
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=1000", enc(&room)), Some(&bob.token))
+        .await;
+    let joined_index = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["content"]["membership"] == "join" && e["state_key"] == bob.user_id.as_str())
+        .unwrap();
+    let (_, early) = server
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit={joined_index}", enc(&room)), Some(&bob.token))
+        .await;
+    let token = early["end"].as_str().unwrap();
+    let (status, then) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/members?at={token}", enc(&room)), Some(&bob.token)).await;
+    assert_eq!(status, 200, "{then}");
+    let bob_then = then["chunk"].as_array().unwrap().iter().find(|e| e["state_key"] == bob.user_id.as_str()).unwrap();
+    assert_eq!(bob_then["content"]["membership"], "invite");
 
     // Leaving: bob can no longer send, still reads the state as of his leaving, then forgets.
     assert_error(
