@@ -32,18 +32,22 @@ def build(profile: str = "release") -> None:
 
 class Myelin:
     """`myelin serve` in a fresh temp working dir, configured by environment only
-    (the temp cwd also keeps a developer's ./myelin.toml out of the figures)."""
+    (the temp cwd also keeps a developer's ./myelin.toml out of the figures).
+
+    To restart on the same data (after a crash, say): start the first server with
+    keep_dir=True, end it with stop() or kill(), then pass its workdir to a new Myelin.
+    The data dir (SQLite database, media) is workdir/data; the log is appended to."""
 
     def __init__(self, binary: str | None = None, port: int | None = None,
                  extra_env: dict | None = None, poll_interval: float = 0.002,
-                 timeout: float = 30.0, keep_dir: bool = False):
+                 timeout: float = 30.0, keep_dir: bool = False, workdir: str | None = None):
         self.binary = os.path.abspath(binary or default_bin())
         if not os.access(self.binary, os.X_OK):  # fail before making a temp dir
             raise FileNotFoundError(f"no Myelin binary at {self.binary}")
         self.port = port or common.free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.keep_dir = keep_dir
-        self.workdir = tempfile.mkdtemp(prefix="bench-myelin-")
+        self.workdir = workdir or tempfile.mkdtemp(prefix="bench-myelin-")
         self.log_file = os.path.join(self.workdir, "myelin.log")
         # Only our MYELIN_* settings: a developer's exports must not skew the figures.
         env = dict({k: v for k, v in os.environ.items() if not k.startswith("MYELIN_")},
@@ -52,7 +56,7 @@ class Myelin:
                    MYELIN_FEDERATION__ENABLED="false",  # nothing to federate with here
                    RUST_LOG="warn")  # logging must not weigh on the figures
         env.update(extra_env or {})
-        self._log = open(self.log_file, "wb")
+        self._log = open(self.log_file, "ab")
         self.spawn_time = time.monotonic()
         self.proc = subprocess.Popen([self.binary, "serve"], cwd=self.workdir, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
@@ -71,6 +75,14 @@ class Myelin:
         self._log.close()
         if not self.keep_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash: no graceful shutdown. The dir stays, even without
+        keep_dir, for a restart with workdir=self.workdir (whose stop() removes it)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
 
     def __enter__(self) -> "Myelin":
         return self

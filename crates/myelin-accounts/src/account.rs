@@ -33,6 +33,7 @@ impl Accounts {
         if logout_devices {
             let keep = subject.map(|(_, d)| d.as_str());
             self.store.users().delete_all_devices_except(user_id.as_str(), keep).await?;
+            self.forget_tokens();
         }
         Ok(())
     }
@@ -56,7 +57,10 @@ impl Accounts {
     /// Deactivates an account for good: it can no longer log in, all its sessions end, and its
     /// user ID is never handed out again.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        if !self.store.users().deactivate(user_id.as_str()).await? {
+        let found = self.store.users().deactivate(user_id.as_str()).await?;
+        // After the revocation, so no request can cache a token of the account again.
+        self.forget_tokens();
+        if !found {
             return Err(Error::not_found("No such user"));
         }
         tracing::info!(%user_id, "deactivated");

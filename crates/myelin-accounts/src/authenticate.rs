@@ -16,6 +16,12 @@ pub struct Identity {
     pub is_admin: bool,
 }
 
+/// How long a resolved access token is trusted without asking the database again. Revocations
+/// by this process empty the cache at once; one made by another process (the admin CLI, a
+/// second server on the same PostgreSQL) takes effect within this time.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
 /// How often a device's last-seen IP and time are written at most.
 const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -24,17 +30,38 @@ impl Accounts {
     /// `soft_logout: true`, so the client refreshes instead of logging out.
     pub async fn authenticate(&self, access_token: &str, client_ip: &str) -> Result<Identity> {
         let token_hash = hash_token(access_token);
-        let info = self
-            .store
-            .tokens()
-            .lookup(&token_hash)
-            .await?
-            .ok_or_else(|| Error::unknown_token(false, "Unknown access token"))?;
+        let cached = {
+            let cache = self.token_cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(&token_hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(info, _)| info.clone())
+        };
+        let info = match cached {
+            Some(info) => info,
+            None => self
+                .store
+                .tokens()
+                .lookup(&token_hash)
+                .await?
+                .ok_or_else(|| Error::unknown_token(false, "Unknown access token"))?,
+        };
         if info.expires_ts.is_some_and(|expires| expires <= now_ms()) {
             return Err(Error::unknown_token(true, "Access token has expired"));
         }
+        let mut info = info;
         if !info.used && info.refresh_token_hash.is_some() {
             self.store.tokens().mark_used(&token_hash, info.refresh_token_hash.as_deref()).await?;
+            // Its predecessor in the refresh chain is gone now.
+            self.forget_tokens();
+            info.used = true;
+        }
+        {
+            let mut cache = self.token_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= TOKEN_CACHE_ENTRIES {
+                cache.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+                if cache.len() >= TOKEN_CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
+            cache.entry(token_hash).or_insert_with(|| (info.clone(), Instant::now()));
         }
         self.note_last_seen(&info.user_id, &info.device_id, client_ip).await;
         Ok(Identity {
@@ -42,6 +69,11 @@ impl Accounts {
             device_id: info.device_id.into(),
             is_admin: info.is_admin,
         })
+    }
+
+    /// Drops every cached token: called by whatever revokes tokens.
+    pub(crate) fn forget_tokens(&self) {
+        self.token_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     async fn note_last_seen(&self, user_id: &str, device_id: &str, client_ip: &str) {

@@ -35,6 +35,7 @@ impl Accounts {
         self.user_interactive_auth(&UiaFlows::password(), Some(user_id), auth).await?;
         let ids: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
         self.store.users().delete_devices(user_id.as_str(), &ids).await?;
+        self.forget_tokens();
         Ok(())
     }
 }

@@ -33,11 +33,19 @@ pub struct Accounts {
     /// When each device's last-seen was last written, so a busy client costs one write a minute
     /// rather than one per request.
     last_seen_written: Mutex<HashMap<(String, String), Instant>>,
+    /// Recently resolved access tokens by hash (see `authenticate`), emptied by every
+    /// revocation this process makes.
+    token_cache: Mutex<HashMap<String, (myelin_store::AccessTokenInfo, Instant)>>,
 }
 
 impl Accounts {
     pub fn new(store: Store, config: Arc<Config>) -> Self {
-        Accounts { store, config, last_seen_written: Mutex::new(HashMap::new()) }
+        Accounts {
+            store,
+            config,
+            last_seen_written: Mutex::new(HashMap::new()),
+            token_cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn config(&self) -> &Config {

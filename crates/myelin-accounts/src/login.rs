@@ -86,6 +86,8 @@ impl Accounts {
                 token.now_ms,
             )
             .await?;
+        // Logging in with an existing device ID takes the device over: its old tokens die.
+        self.forget_tokens();
         tracing::info!(%user_id, device_id = %session.device_id, "logged in");
         Ok(session)
     }
@@ -96,6 +98,7 @@ impl Accounts {
         let Some((user_id, device_id)) = self.store.tokens().refresh(&hash_token(refresh_token), &stored).await? else {
             return Err(Error::unknown_token(false, "Unknown refresh token"));
         };
+        self.forget_tokens();
         Ok(NewSession {
             user_id: OwnedUserId::try_from(user_id).map_err(Error::internal)?,
             device_id: device_id.into(),
@@ -108,12 +111,14 @@ impl Accounts {
     /// `POST /logout`: the device goes, with its tokens.
     pub async fn logout(&self, user_id: &UserId, device_id: &DeviceId) -> Result<()> {
         self.store.users().delete_devices(user_id.as_str(), &[device_id.to_string()]).await?;
+        self.forget_tokens();
         Ok(())
     }
 
     /// `POST /logout/all`: every device of the user goes.
     pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
         self.store.users().delete_all_devices_except(user_id.as_str(), None).await?;
+        self.forget_tokens();
         Ok(())
     }
 }

@@ -114,14 +114,23 @@ impl RoomService {
             return Err(Error::bad_json("the content must be a JSON object"));
         }
         let _lock = self.lock(room_id).await;
-        // Checked under the lock: a retry racing the first request waits for it, then finds it.
-        if let Some(txn) = txn
-            && let Some(id) =
-                self.store.rooms().txn_event(room_id.as_str(), sender.as_str(), &txn.device_id, &txn.txn_id).await?
-        {
-            return EventId::parse(id).map_err(Error::internal);
+        match self.append(&room, sender, event, txn, false).await {
+            Ok(pdu) => Ok(pdu.event_id),
+            // A retried transaction fails on its (room, user, device, txn) key: answer with the
+            // event the first attempt made. Looked up only on failure, so a send costs no read.
+            Err(e) => match txn {
+                Some(txn) => match self
+                    .store
+                    .rooms()
+                    .txn_event(room_id.as_str(), sender.as_str(), &txn.device_id, &txn.txn_id)
+                    .await?
+                {
+                    Some(id) => EventId::parse(id).map_err(Error::internal),
+                    None => Err(e),
+                },
+                None => Err(e),
+            },
         }
-        Ok(self.append(&room, sender, event, txn, false).await?.event_id)
     }
 
     /// `m.room.canonical_alias` may only name aliases that point to this room (local ones are
