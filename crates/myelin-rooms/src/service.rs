@@ -27,12 +27,20 @@ pub struct RoomService {
     /// One lock per room: events of a room are built one after the other, each on the last.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// What the next event of each room builds on, kept from the last one (see `RoomHead`).
-    heads: Mutex<HashMap<OwnedRoomId, RoomHead>>,
+    heads: Arc<Mutex<HashMap<OwnedRoomId, HeadSlot>>>,
     /// Rooms' versions never change: looked up once.
     infos: Mutex<HashMap<OwnedRoomId, RoomInfo>>,
     /// Parsed events by ID. Events are immutable (redaction is applied when serving), so an
     /// entry never goes stale; the auth events of busy rooms stay here.
-    pdu_cache: Mutex<HashMap<String, Arc<Pdu>>>,
+    pdu_cache: Arc<Mutex<HashMap<String, Arc<Pdu>>>>,
+}
+
+/// A room's head, or the gate of the write that is about to replace it.
+#[derive(Debug, Clone)]
+enum HeadSlot {
+    Ready(RoomHead),
+    /// Locked until the event being persisted has landed and the head moved on.
+    Pending(Arc<tokio::sync::Mutex<()>>),
 }
 
 /// The tip of a room's DAG as this process last wrote it: the next event's prev_events, depth
@@ -74,9 +82,9 @@ impl RoomService {
             config,
             key,
             locks: Mutex::default(),
-            heads: Mutex::default(),
+            heads: Arc::default(),
             infos: Mutex::default(),
-            pdu_cache: Mutex::default(),
+            pdu_cache: Arc::default(),
         })
     }
 
@@ -139,8 +147,13 @@ impl RoomService {
 
     /// The room's head from memory, or rebuilt from its forward extremities in the store.
     async fn head(&self, room: &RoomInfo) -> Result<RoomHead> {
-        if let Some(head) = lock_map(&self.heads).get(&room.room_id) {
-            return Ok(head.clone());
+        loop {
+            let slot = lock_map(&self.heads).get(&room.room_id).cloned();
+            match slot {
+                Some(HeadSlot::Ready(head)) => return Ok(head),
+                Some(HeadSlot::Pending(gate)) => drop(gate.lock().await),
+                None => break,
+            }
         }
         let rooms = self.store.rooms();
         let mut extremities = rooms.forward_extremities(room.room_id.as_str()).await?;
@@ -214,6 +227,7 @@ impl RoomService {
         txn: Option<&Txn>,
         new_room: bool,
     ) -> Result<Pdu> {
+        let started = std::time::Instant::now();
         let head = self.head(room).await?;
         if head.prev_events.is_empty() && !new_room {
             return Err(Error::internal(format!("room {} has no forward extremities", room.room_id)));
@@ -271,58 +285,74 @@ impl RoomService {
         })
         .map_err(Error::forbidden)?;
 
-        let persisted = self
-            .store
-            .rooms()
-            .persist_event(&myelin_store::NewEvent {
-                event_id: pdu.event_id.to_string(),
+        let built = started.elapsed();
+        let event = myelin_store::NewEvent {
+            event_id: pdu.event_id.to_string(),
+            room_id: room.room_id.to_string(),
+            depth,
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: sender.to_string(),
+            origin_server_ts: i64::from(pdu.origin_server_ts.0),
+            redacts: pdu.redacts.as_ref().map(ToString::to_string),
+            json: pdu.canonical_json(),
+            state_before,
+            prev_events: prev_events.iter().map(|(id, _)| id.to_string()).collect(),
+            txn: txn.map(|t| (sender.to_string(), t.device_id.clone(), t.txn_id.clone())),
+            relation: relation_of(&content.content),
+            new_room: new_room.then(|| myelin_store::NewRoom {
                 room_id: room.room_id.to_string(),
-                depth,
-                event_type: pdu.kind.to_string(),
-                state_key: pdu.state_key.clone(),
-                sender: sender.to_string(),
-                origin_server_ts: i64::from(pdu.origin_server_ts.0),
-                redacts: pdu.redacts.as_ref().map(ToString::to_string),
-                json: pdu.canonical_json(),
-                state_before,
-                prev_events: prev_events.iter().map(|(id, _)| id.to_string()).collect(),
-                txn: txn.map(|t| (sender.to_string(), t.device_id.clone(), t.txn_id.clone())),
-                relation: relation_of(&content.content),
-                new_room: new_room.then(|| myelin_store::NewRoom {
-                    room_id: room.room_id.to_string(),
-                    room_version: room.version.to_string(),
-                    creator: sender.to_string(),
-                    created_ts: now_ms(),
-                }),
-            })
-            .await;
-        let persisted = match persisted {
-            Ok(persisted) => persisted,
-            Err(e) => {
-                // Whatever the store holds now, the next event rebuilds its head from it.
-                lock_map(&self.heads).remove(&room.room_id);
-                return Err(e.into());
-            }
-        };
-        tracing::debug!(event_id = %pdu.event_id, stream = persisted.stream_ordering, "persisted");
-        let state = match &pdu.state_key {
-            Some(state_key) => {
-                let mut next = StateMap::clone(&head.state);
-                next.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.to_string());
-                // State events are the auth events of what follows.
-                lock_map(&self.pdu_cache).insert(pdu.event_id.to_string(), Arc::new(pdu.clone()));
-                Arc::new(next)
-            }
-            None => head.state.clone(),
+                room_version: room.version.to_string(),
+                creator: sender.to_string(),
+                created_ts: now_ms(),
+            }),
         };
         let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
-        let next = RoomHead {
-            prev_events: vec![(pdu.event_id.clone(), hash)],
-            depth,
-            state_group: Some(persisted.state_after),
-            state,
-        };
-        lock_map(&self.heads).insert(room.room_id.clone(), next);
+        // Persisting and advancing the head run as their own task: a request dropped halfway
+        // (the client went away) must not leave an event stored but the head behind it. Until
+        // the task is done, the head is `Pending` and the next event of the room waits for it.
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let held = gate.clone().try_lock_owned().map_err(Error::internal)?;
+        lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Pending(gate));
+        let (store, heads, pdu_cache) = (self.store.clone(), self.heads.clone(), self.pdu_cache.clone());
+        let (room_id, stored_pdu, head) = (room.room_id.clone(), pdu.clone(), head.clone());
+        let task = tokio::spawn(async move {
+            let _held = held;
+            let persisted = match store.rooms().persist_event(&event).await {
+                Ok(persisted) => persisted,
+                Err(e) => {
+                    // Whatever the store holds now, the next event rebuilds its head from it.
+                    lock_map(&heads).remove(&room_id);
+                    return Err(Error::from(e));
+                }
+            };
+            let state = match &stored_pdu.state_key {
+                Some(state_key) => {
+                    let mut next = StateMap::clone(&head.state);
+                    next.insert((stored_pdu.kind.to_string(), state_key.clone()), stored_pdu.event_id.to_string());
+                    // State events are the auth events of what follows.
+                    lock_map(&pdu_cache).insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu.clone()));
+                    Arc::new(next)
+                }
+                None => head.state.clone(),
+            };
+            let next = RoomHead {
+                prev_events: vec![(stored_pdu.event_id.clone(), hash)],
+                depth,
+                state_group: Some(persisted.state_after),
+                state,
+            };
+            lock_map(&heads).insert(room_id, HeadSlot::Ready(next));
+            Ok(persisted)
+        });
+        let persisted = task.await.map_err(Error::internal)??;
+        tracing::debug!(
+            event_id = %pdu.event_id,
+            stream = persisted.stream_ordering,
+            build_us = built.as_micros() as u64,
+            persist_us = (started.elapsed() - built).as_micros() as u64,
+            "persisted"
+        );
         Ok(pdu)
     }
 }

@@ -42,6 +42,8 @@ pub(crate) enum Db {
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
+        /// Messages waiting for the next group commit (see `rooms::persist_message_sqlite`).
+        messages: std::sync::Arc<std::sync::Mutex<Vec<crate::rooms::QueuedMessage>>>,
     },
     Postgres(PgPool),
 }
@@ -85,7 +87,7 @@ impl Db {
             .max_connections(options.max_connections.clamp(1, 8))
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Db::Sqlite { writer, reader })
+        Ok(Db::Sqlite { writer, reader, messages: Default::default() })
     }
 
     pub(crate) async fn migrate(&self) -> Result<()> {
@@ -105,7 +107,7 @@ impl Db {
 
     pub(crate) async fn close(&self) {
         match self {
-            Db::Sqlite { writer, reader } => {
+            Db::Sqlite { writer, reader, .. } => {
                 reader.close().await;
                 writer.close().await;
             }

@@ -54,6 +54,7 @@ conformance!(
     migrations_are_idempotent,
     room_state_snapshots_and_deltas,
     events_txns_and_memberships,
+    concurrent_messages_commit_together_and_fail_alone,
 );
 
 fn token(hash: &str, user: &str, device: &str, refresh: Option<&str>) -> NewAccessToken {
@@ -311,4 +312,38 @@ async fn events_txns_and_memberships(t: TestStore) {
     assert!(!rooms.add_alias("#a:x", "!other:x", "@b:x").await.unwrap());
     assert_eq!(rooms.aliases_of_room("!r:x").await.unwrap(), vec!["#a:x".to_owned()]);
     assert!(rooms.remove_alias("#a:x").await.unwrap());
+}
+
+async fn concurrent_messages_commit_together_and_fail_alone(t: TestStore) {
+    let rooms = t.store.rooms();
+    // 20 rooms, each with a create event, then one message in each at once, one of them
+    // repeating a transaction ID that is taken already.
+    let mut messages = Vec::new();
+    for r in 0..20 {
+        let mut create = state_event(0, "m.room.create", "", None, None);
+        create.event_id = format!("$c{r}");
+        create.room_id = format!("!r{r}:x");
+        create.new_room.as_mut().unwrap().room_id = create.room_id.clone();
+        let created = rooms.persist_event(&create).await.unwrap();
+        let mut message = state_event(1, "m.room.message", "", Some(created.state_after), Some(&create.event_id));
+        message.state_key = None;
+        message.event_id = format!("$m{r}");
+        message.room_id = create.room_id.clone();
+        message.txn = Some(("@a:x".into(), "DEV".into(), format!("t{r}")));
+        messages.push(message);
+    }
+    rooms.persist_event(&messages[0]).await.unwrap();
+    messages[0].event_id = "$again".into();
+    let results = futures_util::future::join_all(messages.iter().map(|m| rooms.persist_event(m))).await;
+    assert!(matches!(results[0], Err(Error::Conflict)), "the repeated transaction fails");
+    let mut streams: Vec<i64> = results[1..].iter().map(|r| r.as_ref().unwrap().stream_ordering).collect();
+    streams.sort();
+    streams.dedup();
+    assert_eq!(streams.len(), 19, "every other message landed at its own position");
+    for (m, result) in messages.iter().zip(&results).skip(1) {
+        let row = rooms.event(&m.event_id).await.unwrap().unwrap();
+        assert_eq!(row.stream_ordering, result.as_ref().unwrap().stream_ordering);
+        assert_eq!(rooms.forward_extremities(&m.room_id).await.unwrap(), vec![m.event_id.clone()]);
+    }
+    assert!(rooms.event("$again").await.unwrap().is_none());
 }
