@@ -21,7 +21,8 @@ pub struct Config {
     /// It cannot be changed once users exist.
     #[schemars(with = "String")]
     pub server_name: OwnedServerName,
-    /// Directory for the SQLite database and other server state. Created if missing.
+    /// Directory for the SQLite database, media, the signing key (`signing.key`: back it up;
+    /// other servers know this server by it) and other server state. Created if missing.
     pub data_dir: PathBuf,
     /// Address of the client API listener (plain HTTP: put a TLS reverse proxy in front of it).
     pub listen: SocketAddr,

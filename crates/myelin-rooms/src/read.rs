@@ -8,6 +8,17 @@ use ruma::{CanonicalJsonValue, RoomId, UserId, canonical_json::RedactedBecause};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
+/// Redactions, relations and transaction IDs of a set of events, fetched together.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// Redacted event → the (first) redaction of it.
+    redactions: HashMap<String, EventRow>,
+    /// Parent event → the events relating to it, oldest first.
+    relations: HashMap<String, Vec<myelin_store::RelationRow>>,
+    /// The viewer's own events → the transaction IDs their device sent them with.
+    txns: HashMap<String, String>,
+}
+
 /// Who is reading: `unsigned.membership` and `transaction_id` depend on it.
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer<'a> {
@@ -152,11 +163,48 @@ impl RoomService {
         viewer: Viewer<'_>,
         membership: Option<String>,
     ) -> Result<Value> {
+        let extras = self.extras(std::slice::from_ref(row), viewer).await?;
+        self.client_event_with(row, pdu, viewer, membership, &extras).await
+    }
+
+    /// What the client format of these events needs besides the events, in three queries for
+    /// all of them rather than three per event.
+    pub(crate) async fn extras(&self, rows: &[EventRow], viewer: Viewer<'_>) -> Result<Extras> {
+        let ids: Vec<String> = rows.iter().map(|row| row.event_id.clone()).collect();
         let rooms = self.store.rooms();
-        let redactions = rooms.redactions_of(&row.event_id).await?;
+        let mut extras = Extras::default();
+        for redaction in rooms.redactions_of_many(&ids).await? {
+            let redacts = Pdu::from_stored(&redaction.event_id, &redaction.json)?.redacts;
+            if let Some(redacted) = redacts {
+                extras.redactions.entry(redacted.to_string()).or_insert(redaction);
+            }
+        }
+        for (parent, relation) in rooms.relations_of_many(&ids).await? {
+            extras.relations.entry(parent).or_default().push(relation);
+        }
+        if let Some(device) = viewer.device_id {
+            let own: Vec<String> =
+                rows.iter().filter(|row| row.sender == viewer.user.as_str()).map(|row| row.event_id.clone()).collect();
+            if !own.is_empty() {
+                extras.txns = rooms.txns_of_events(&own, viewer.user.as_str(), device).await?.into_iter().collect();
+            }
+        }
+        Ok(extras)
+    }
+
+    pub(crate) async fn client_event_with(
+        &self,
+        row: &EventRow,
+        pdu: &Pdu,
+        viewer: Viewer<'_>,
+        membership: Option<String>,
+        extras: &Extras,
+    ) -> Result<Value> {
+        let rooms = self.store.rooms();
+        let redaction = extras.redactions.get(&row.event_id);
         let mut json = pdu.json.clone();
         let mut unsigned = serde_json::Map::new();
-        if let Some(redaction) = redactions.first() {
+        if let Some(redaction) = redaction {
             let because = Pdu::from_stored(&redaction.event_id, &redaction.json)?;
             let room = self.known_room(&pdu.room_id).await?;
             let because_json = self.plain_client_event(&because);
@@ -205,14 +253,12 @@ impl RoomService {
             }
             unsigned.insert("replaces_state".into(), json!(prev_id));
         }
-        if let Some(device) = viewer.device_id
-            && pdu.sender == viewer.user
-            && let Some(txn) = rooms.txn_of_event(&row.event_id, viewer.user.as_str(), device).await?
-        {
+        if let Some(txn) = extras.txns.get(&row.event_id) {
             unsigned.insert("transaction_id".into(), json!(txn));
         }
-        if redactions.is_empty()
-            && let Some(relations) = self.aggregations(pdu, viewer).await?
+        if redaction.is_none()
+            && let Some(relations) = extras.relations.get(&row.event_id)
+            && let Some(relations) = self.aggregations(pdu, viewer, relations).await?
         {
             unsigned.insert("m.relations".into(), relations);
         }
@@ -476,17 +522,22 @@ impl RoomService {
         let end = (rows.len() == limit).then(|| rows.last().map(|row| make_token(row.stream_ordering))).flatten();
         let mut page = Page { start: make_token(start), end, ..Page::default() };
         let mut senders = std::collections::BTreeSet::new();
+        let mut shown = Vec::with_capacity(rows.len());
         for row in rows {
             if !filter.matches(&row) {
                 continue;
             }
             let (visible, membership) = visibility.check(&row).await?;
-            if !visible {
-                continue;
+            if visible {
+                shown.push((row, membership));
             }
+        }
+        let shown_rows: Vec<EventRow> = shown.iter().map(|(row, _)| row.clone()).collect();
+        let extras = self.extras(&shown_rows, viewer).await?;
+        for (row, membership) in shown {
             let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
             senders.insert(row.sender.clone());
-            page.chunk.push(self.client_event(&row, &pdu, viewer, membership).await?);
+            page.chunk.push(self.client_event_with(&row, &pdu, viewer, membership, &extras).await?);
         }
         if filter.lazy_load_members {
             let state = self.store.rooms().current_state(room_id.as_str()).await?;

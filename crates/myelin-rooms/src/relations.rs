@@ -136,8 +136,12 @@ impl RoomService {
 
     /// `unsigned.m.relations` of an event: the thread summary, the latest edit by the original
     /// sender, and the references. None when nothing relates to it.
-    pub(crate) async fn aggregations(&self, pdu: &Pdu, viewer: Viewer<'_>) -> Result<Option<Value>> {
-        let relations = self.store.rooms().relations_of(pdu.event_id.as_str()).await?;
+    pub(crate) async fn aggregations(
+        &self,
+        pdu: &Pdu,
+        viewer: Viewer<'_>,
+        relations: &[myelin_store::RelationRow],
+    ) -> Result<Option<Value>> {
         if relations.is_empty() {
             return Ok(None);
         }

@@ -527,6 +527,78 @@ impl Rooms<'_> {
         Ok(rows)
     }
 
+    /// For many events at once: the redactions of any of them, oldest first.
+    pub async fn redactions_of_many(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
+        let mut rows = Vec::new();
+        for chunk in event_ids.chunks(100) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {} FROM events WHERE redacts IN ({}) AND event_type = 'm.room.redaction' ORDER BY stream_ordering",
+                event_columns!(),
+                placeholders.join(", ")
+            );
+            let found: Vec<EventRow> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        Ok(rows)
+    }
+
+    /// For many events at once: (the event related to, the relation), oldest first.
+    pub async fn relations_of_many(&self, event_ids: &[String]) -> Result<Vec<(String, RelationRow)>> {
+        let mut rows = Vec::new();
+        for chunk in event_ids.chunks(100) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT relates_to, event_id, rel_type, event_type, sender, stream_ordering FROM event_relations
+                 WHERE relates_to IN ({}) ORDER BY stream_ordering",
+                placeholders.join(", ")
+            );
+            let found: Vec<(String, String, String, String, String, i64)> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found.into_iter().map(|(to, event_id, rel_type, event_type, sender, stream_ordering)| {
+                (to, RelationRow { event_id, rel_type, event_type, sender, stream_ordering })
+            }));
+        }
+        Ok(rows)
+    }
+
+    /// For many events at once: the transaction IDs this user's device sent them with.
+    pub async fn txns_of_events(
+        &self,
+        event_ids: &[String],
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let mut rows = Vec::new();
+        for chunk in event_ids.chunks(100) {
+            let placeholders: Vec<String> = (3..chunk.len() + 3).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
+                placeholders.join(", ")
+            );
+            let found: Vec<(String, String)> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id).bind(device_id);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        Ok(rows)
+    }
+
     /// The redaction events that redact this event, oldest first.
     pub async fn redactions_of(&self, event_id: &str) -> Result<Vec<EventRow>> {
         Ok(on_db!(self.0, read, |pool| {
