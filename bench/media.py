@@ -23,7 +23,6 @@ same run only.
                            [--skip-synapse] [--skip-nginx] [--skip-myelin]
 """
 
-import argparse
 import http.client
 import json
 import os
@@ -406,37 +405,21 @@ def header_lines(binary: str | None, plan: Plan, nginx_version: str, load: list)
         "both servers with a 2 GiB upload limit.",
         f"Yardsticks: nginx {nginx_version} (sendfile on) serving the same file from the same "
         "disk; disk = write from memory + fsync of the same bytes (Python, 1 MiB writes).",
-        "Load average (1 min) at start / end: " + " / ".join(f"{v:.2f}" for v in load)
-        + " (other work on the machine skews every figure)",
+        common.load_note(load),
     ]
 
 
 # ---------------------------------------------------------------- main
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--myelin-bin", help="default: $CARGO_TARGET_DIR|target /release/myelin "
-                    "(built with cargo if missing)")
-    ap.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
-    ap.add_argument("--quick", action="store_true",
-                    help="small sizes (256 KiB-8 MiB, 600px images, 64 MiB RSS test): a smoke test")
-    ap.add_argument("--skip-myelin", action="store_true")
-    ap.add_argument("--skip-synapse", action="store_true")
+    ap = common.bench_arguments(
+        __doc__, "small sizes (256 KiB-8 MiB, 600px images, 64 MiB RSS test): a smoke test")
     ap.add_argument("--skip-nginx", action="store_true")
     args = ap.parse_args()
     plan = Plan(args.quick)
 
     curl.ensure_installed()
-    binary = None
-    if not args.skip_myelin:
-        binary = args.myelin_bin or myelin.default_bin("release")
-        if not os.path.exists(binary):
-            if args.myelin_bin:
-                sys.exit(f"no Myelin binary at {binary}")
-            log(f"[bench] {binary} missing: cargo build --release")
-            myelin.build("release")
-    if not args.skip_synapse:
-        synapse.ensure_installed()
+    binary = common.prepare_servers(args, log)
     nginx_version = "-"
     if not args.skip_nginx:
         nginx_version = nginx.version(nginx.ensure_installed())

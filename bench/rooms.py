@@ -39,7 +39,6 @@ only. Synapse runs from its pinned venv with SQLite (bench/harness/synapse.py).
                            [--skip-synapse] [--skip-myelin]
 """
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -521,36 +520,19 @@ def header_lines(binary: str | None, plan: Plan, load: list) -> list[str]:
         "sum of the sending processes' (getrusage).",
         "Both servers: SQLite, rate limits off (Synapse every rc_* at 10^6/s; Myelin "
         "rate_limits.enabled=false), registration open.",
-        "Load average (1 min) at start / end: " + " / ".join(f"{v:.2f}" for v in load)
-        + " (other work on the machine skews every figure)",
+        common.load_note(load),
     ]
 
 
 # ---------------------------------------------------------------- main
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--myelin-bin", help="default: $CARGO_TARGET_DIR|target /release/myelin "
-                    "(built with cargo if missing)")
-    ap.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"small counts (200 sequential, {SENDERS}x25 concurrent, 200-message "
-                    "history, 5 s time box): a smoke test")
-    ap.add_argument("--skip-myelin", action="store_true")
-    ap.add_argument("--skip-synapse", action="store_true")
+    ap = common.bench_arguments(__doc__, f"small counts (200 sequential, {SENDERS}x25 concurrent, "
+                                "200-message history, 5 s time box): a smoke test")
     args = ap.parse_args()
     plan = Plan(args.quick)
 
-    binary = None
-    if not args.skip_myelin:
-        binary = args.myelin_bin or myelin.default_bin("release")
-        if not os.path.exists(binary):
-            if args.myelin_bin:
-                sys.exit(f"no Myelin binary at {binary}")
-            log(f"[bench] {binary} missing: cargo build --release")
-            myelin.build("release")
-    if not args.skip_synapse:
-        synapse.ensure_installed()
+    binary = common.prepare_servers(args, log)
 
     my = sy = None
     load = [os.getloadavg()[0]]

@@ -182,3 +182,38 @@ class RssSampler:
     @property
     def growth_kib(self) -> int:
         return self.peak_kib - self.baseline_kib
+
+
+def bench_arguments(doc: str, quick_help: str):
+    """The options every benchmark takes: the Myelin binary, a markdown copy, --quick and
+    which servers to skip. Returns the parser, for a benchmark's own extra options."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--myelin-bin", help="default: $CARGO_TARGET_DIR|target /release/myelin "
+                    "(built with cargo if missing)")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--skip-myelin", action="store_true")
+    ap.add_argument("--skip-synapse", action="store_true")
+    return ap
+
+
+def prepare_servers(args, log) -> str | None:
+    """The Myelin binary to measure (built if missing) and Synapse installed, as asked."""
+    from harness import myelin, synapse
+    binary = None
+    if not args.skip_myelin:
+        binary = args.myelin_bin or myelin.default_bin("release")
+        if not os.path.exists(binary):
+            if args.myelin_bin:
+                sys.exit(f"no Myelin binary at {binary}")
+            log(f"[bench] {binary} missing: cargo build --release")
+            myelin.build("release")
+    if not args.skip_synapse:
+        synapse.ensure_installed()
+    return binary
+
+
+def load_note(load: list[float]) -> str:
+    return ("Load average (1 min) at start / end: " + " / ".join(f"{v:.2f}" for v in load)
+            + " (other work on the machine skews every figure)")

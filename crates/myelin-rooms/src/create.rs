@@ -63,16 +63,7 @@ impl RoomService {
         self.append(&room, creator, state("m.room.create", "", create), None, true).await?;
 
         // 2. The creator joins.
-        let profile = self.store.users().get(creator.as_str()).await?;
-        let mut member = json!({ "membership": "join" });
-        if let Some(user) = &profile {
-            if let Some(name) = &user.displayname {
-                member["displayname"] = json!(name);
-            }
-            if let Some(avatar) = &user.avatar_url {
-                member["avatar_url"] = json!(avatar);
-            }
-        }
+        let member = self.member_content_with_profile(creator, "join").await?;
         self.append(&room, creator, state("m.room.member", creator.as_str(), member), None, false).await?;
 
         // 3. Power levels: the defaults, the invitees of a trusted private chat, the override.

@@ -39,15 +39,7 @@ impl RoomService {
     pub async fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<OwnedEventId> {
         let room = self.known_room(room_id).await?;
         let _lock = self.lock(room_id).await;
-        let mut content = json!({ "membership": "join" });
-        if let Some(profile) = self.store.users().get(user.as_str()).await? {
-            if let Some(name) = profile.displayname {
-                content["displayname"] = json!(name);
-            }
-            if let Some(avatar) = profile.avatar_url {
-                content["avatar_url"] = json!(avatar);
-            }
-        }
+        let mut content = self.member_content_with_profile(user, "join").await?;
         set_reason(&mut content, reason);
         if let Some(authoriser) = self.restricted_join_authoriser(&room, user).await? {
             content["join_authorised_via_users_server"] = json!(authoriser);
@@ -111,15 +103,7 @@ impl RoomService {
             Some("ban") => return Err(Error::forbidden("you are banned from this room")),
             _ => {}
         }
-        let mut content = json!({ "membership": "knock" });
-        if let Some(profile) = self.store.users().get(user.as_str()).await? {
-            if let Some(name) = profile.displayname {
-                content["displayname"] = json!(name);
-            }
-            if let Some(avatar) = profile.avatar_url {
-                content["avatar_url"] = json!(avatar);
-            }
-        }
+        let mut content = self.member_content_with_profile(user, "knock").await?;
         set_reason(&mut content, reason);
         Ok(self.append(&room, user, member_event(user, content), None, false).await?.event_id)
     }
@@ -167,6 +151,21 @@ impl RoomService {
         let mut content = json!({ "membership": membership });
         set_reason(&mut content, reason);
         Ok(self.append(&room, sender, member_event(target, content), None, false).await?.event_id)
+    }
+
+    /// `m.room.member` content for the user's own membership, with their display name and
+    /// avatar as the profile has them.
+    pub(crate) async fn member_content_with_profile(&self, user: &UserId, membership: &str) -> Result<Value> {
+        let mut content = json!({ "membership": membership });
+        if let Some(profile) = self.store.users().get(user.as_str()).await? {
+            if let Some(name) = profile.displayname {
+                content["displayname"] = json!(name);
+            }
+            if let Some(avatar) = profile.avatar_url {
+                content["avatar_url"] = json!(avatar);
+            }
+        }
+        Ok(content)
     }
 
     /// Forgets a room the user has left: it no longer shows for them.

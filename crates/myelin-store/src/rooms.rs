@@ -289,6 +289,30 @@ macro_rules! load_state {
     }};
 }
 
+/// Runs a query for many IDs, 100 at a time (`IN` lists stay short on both engines), and
+/// gathers the rows. `$sql` gets the placeholders of one chunk as `$list`; `$pre` are bound
+/// before the IDs (so the list starts after them).
+macro_rules! fetch_in_chunks {
+    ($db:expr, $ids:expr, |$list:ident| $sql:expr $(, $pre:expr)*) => {{
+        let mut rows = Vec::new();
+        for chunk in $ids.chunks(100) {
+            let first = 1 $(+ { let _ = &$pre; 1 })*;
+            let $list = (first..first + chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql: String = $sql;
+            let found: Vec<_> = on_db!($db, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                $(query = query.bind($pre);)*
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        rows
+    }};
+}
+
 impl Rooms<'_> {
     /// Persists an event and everything it changes, in one transaction: its row, a new state
     /// group when it is a state event, the current state and memberships, the forward
@@ -510,67 +534,33 @@ impl Rooms<'_> {
 
     /// The events with these IDs that exist (in no particular order).
     pub async fn events(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
-        let mut rows = Vec::with_capacity(event_ids.len());
-        for chunk in event_ids.chunks(100) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql =
-                format!("SELECT {} FROM events WHERE event_id IN ({})", event_columns!(), placeholders.join(", "));
-            let found: Vec<EventRow> = on_db!(self.0, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                query.fetch_all(pool).await?
-            });
-            rows.extend(found);
-        }
-        Ok(rows)
+        Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
+            "SELECT {} FROM events WHERE event_id IN ({list})",
+            event_columns!()
+        )))
     }
 
     /// For many events at once: the redactions of any of them, oldest first.
     pub async fn redactions_of_many(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
-        let mut rows = Vec::new();
-        for chunk in event_ids.chunks(100) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT {} FROM events WHERE redacts IN ({}) AND event_type = 'm.room.redaction' ORDER BY stream_ordering",
-                event_columns!(),
-                placeholders.join(", ")
-            );
-            let found: Vec<EventRow> = on_db!(self.0, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                query.fetch_all(pool).await?
-            });
-            rows.extend(found);
-        }
-        Ok(rows)
+        Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
+            "SELECT {} FROM events WHERE redacts IN ({list}) AND event_type = 'm.room.redaction' ORDER BY stream_ordering",
+            event_columns!()
+        )))
     }
 
     /// For many events at once: (the event related to, the relation), oldest first.
     pub async fn relations_of_many(&self, event_ids: &[String]) -> Result<Vec<(String, RelationRow)>> {
-        let mut rows = Vec::new();
-        for chunk in event_ids.chunks(100) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
+        let rows: Vec<(String, String, String, String, String, i64)> =
+            fetch_in_chunks!(self.0, event_ids, |list| format!(
                 "SELECT relates_to, event_id, rel_type, event_type, sender, stream_ordering FROM event_relations
-                 WHERE relates_to IN ({}) ORDER BY stream_ordering",
-                placeholders.join(", ")
-            );
-            let found: Vec<(String, String, String, String, String, i64)> = on_db!(self.0, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                query.fetch_all(pool).await?
-            });
-            rows.extend(found.into_iter().map(|(to, event_id, rel_type, event_type, sender, stream_ordering)| {
+             WHERE relates_to IN ({list}) ORDER BY stream_ordering"
+            ));
+        Ok(rows
+            .into_iter()
+            .map(|(to, event_id, rel_type, event_type, sender, stream_ordering)| {
                 (to, RelationRow { event_id, rel_type, event_type, sender, stream_ordering })
-            }));
-        }
-        Ok(rows)
+            })
+            .collect())
     }
 
     /// For many events at once: the transaction IDs this user's device sent them with.
@@ -580,37 +570,15 @@ impl Rooms<'_> {
         user_id: &str,
         device_id: &str,
     ) -> Result<Vec<(String, String)>> {
-        let mut rows = Vec::new();
-        for chunk in event_ids.chunks(100) {
-            let placeholders: Vec<String> = (3..chunk.len() + 3).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
-                placeholders.join(", ")
-            );
-            let found: Vec<(String, String)> = on_db!(self.0, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id).bind(device_id);
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                query.fetch_all(pool).await?
-            });
-            rows.extend(found);
-        }
-        Ok(rows)
-    }
-
-    /// The redaction events that redact this event, oldest first.
-    pub async fn redactions_of(&self, event_id: &str) -> Result<Vec<EventRow>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                event_columns!(),
-                " FROM events WHERE redacts = $1 AND event_type = 'm.room.redaction' ORDER BY stream_ordering"
-            ))
-            .bind(event_id)
-            .fetch_all(pool)
-            .await?
-        }))
+        Ok(fetch_in_chunks!(
+            self.0,
+            event_ids,
+            |list| format!(
+                "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({list})"
+            ),
+            user_id,
+            device_id
+        ))
     }
 
     /// A room's events in stream order, after `from` (exclusive) going forwards or before it
@@ -755,18 +723,6 @@ impl Rooms<'_> {
         }))
     }
 
-    /// The transaction ID the user's device sent this event with, if it did.
-    pub async fn txn_of_event(&self, event_id: &str, user_id: &str, device_id: &str) -> Result<Option<String>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar("SELECT txn_id FROM event_txns WHERE event_id = $1 AND user_id = $2 AND device_id = $3")
-                .bind(event_id)
-                .bind(user_id)
-                .bind(device_id)
-                .fetch_optional(pool)
-                .await?
-        }))
-    }
-
     pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_as(
@@ -823,19 +779,6 @@ impl Rooms<'_> {
     }
 
     // ---- relations ----
-
-    /// Every event relating to `parent`, oldest first (for aggregations).
-    pub async fn relations_of(&self, parent: &str) -> Result<Vec<RelationRow>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT event_id, rel_type, event_type, sender, stream_ordering FROM event_relations
-                 WHERE relates_to = $1 ORDER BY stream_ordering",
-            )
-            .bind(parent)
-            .fetch_all(pool)
-            .await?
-        }))
-    }
 
     /// A page of the events relating to `parent`, optionally of one rel_type and event type,
     /// in stream order from `from` (exclusive) towards `to` (exclusive).

@@ -295,7 +295,9 @@ async fn events_txns_and_memberships(t: TestStore) {
     assert_eq!(rooms.txn_event("!r:x", "@a:x", "DEV", "t1").await.unwrap().as_deref(), Some("$e2"));
     assert_eq!(rooms.txn_event("!r:x", "@a:x", "OTHER", "t1").await.unwrap(), None);
     assert_eq!(rooms.txn_event("!other:x", "@a:x", "DEV", "t1").await.unwrap(), None);
-    assert_eq!(rooms.txn_of_event("$e2", "@a:x", "DEV").await.unwrap().as_deref(), Some("t1"));
+    let ids = ["$e2".to_owned(), "$e1".to_owned()];
+    assert_eq!(rooms.txns_of_events(&ids, "@a:x", "DEV").await.unwrap(), [("$e2".to_owned(), "t1".to_owned())]);
+    assert_eq!(rooms.txns_of_events(&ids, "@a:x", "OTHER").await.unwrap(), []);
     // The same transaction twice is refused by the store.
     message.event_id = "$e3".into();
     assert!(matches!(rooms.persist_event(&message).await, Err(Error::Conflict)));

@@ -31,12 +31,55 @@ fn limit(limit: Option<UInt>) -> usize {
     limit.map_or(50, |l| u64::from(l).min(1000) as usize)
 }
 
-/// (chunk, next_batch, prev_batch, recursion_depth) of a page, as the three responses hold them.
-type Parts<T> = (Vec<ruma::serde::Raw<T>>, Option<String>, Option<String>, Option<UInt>);
+/// What the three `/relations` requests share, whichever of rel_type and event type they name.
+struct Asked<'a> {
+    room_id: &'a ruma::RoomId,
+    event_id: &'a ruma::EventId,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    dir: Direction,
+    limit: Option<UInt>,
+    recurse: bool,
+}
 
-fn parts<T>(page: RelationsPage) -> Result<Parts<T>, myelin_core::Error> {
+/// Runs a `/relations` request: (chunk, next_batch, prev_batch, recursion_depth), as all three
+/// responses hold them.
+#[allow(clippy::type_complexity)]
+async fn page<T>(
+    services: &Services,
+    identity: &myelin_accounts::Identity,
+    asked: Asked<'_>,
+    rel_type: Option<&str>,
+    event_type: Option<&str>,
+) -> Result<(Vec<ruma::serde::Raw<T>>, Option<String>, Option<String>, Option<UInt>), myelin_core::Error> {
+    let query = RelationsQuery {
+        rel_type,
+        event_type,
+        from: asked.from,
+        to: asked.to,
+        forwards: asked.dir == Direction::Forward,
+        limit: limit(asked.limit),
+        recurse: asked.recurse,
+    };
+    let viewer = Viewer { user: &identity.user_id, device_id: Some(identity.device_id.as_str()) };
+    let page: RelationsPage =
+        services.rooms.relations_for(viewer, asked.room_id, asked.event_id.as_str(), query).await?;
     let chunk = page.chunk.iter().map(raw).collect::<Result<_, _>>()?;
     Ok((chunk, page.next_batch, page.prev_batch, page.recursion_depth.and_then(UInt::new)))
+}
+
+macro_rules! asked {
+    ($b:expr) => {
+        Asked {
+            room_id: &$b.room_id,
+            event_id: &$b.event_id,
+            from: $b.from.as_deref(),
+            to: $b.to.as_deref(),
+            dir: $b.dir,
+            limit: $b.limit,
+            recurse: $b.recurse,
+        }
+    };
 }
 
 /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}`
@@ -44,19 +87,8 @@ async fn relations(
     State(services): State<Arc<Services>>,
     request: Ruma<relating::Request>,
 ) -> ApiResult<relating::Response> {
-    let identity = request.identity()?;
     let b = &request.body;
-    let query = RelationsQuery {
-        from: b.from.as_deref(),
-        to: b.to.as_deref(),
-        forwards: b.dir == Direction::Forward,
-        limit: limit(b.limit),
-        recurse: b.recurse,
-        ..Default::default()
-    };
-    let viewer = Viewer { user: &identity.user_id, device_id: Some(identity.device_id.as_str()) };
-    let page = services.rooms.relations_for(viewer, &b.room_id, b.event_id.as_str(), query).await?;
-    let (chunk, next, prev, depth) = parts(page)?;
+    let (chunk, next, prev, depth) = page(&services, request.identity()?, asked!(b), None, None).await?;
     let mut response = relating::Response::new(chunk);
     (response.next_batch, response.prev_batch, response.recursion_depth) = (next, prev, depth);
     Ok(response.into())
@@ -67,21 +99,9 @@ async fn relations_of_type(
     State(services): State<Arc<Services>>,
     request: Ruma<relating_type::Request>,
 ) -> ApiResult<relating_type::Response> {
-    let identity = request.identity()?;
     let b = &request.body;
     let rel_type = b.rel_type.to_string();
-    let query = RelationsQuery {
-        rel_type: Some(&rel_type),
-        from: b.from.as_deref(),
-        to: b.to.as_deref(),
-        forwards: b.dir == Direction::Forward,
-        limit: limit(b.limit),
-        recurse: b.recurse,
-        ..Default::default()
-    };
-    let viewer = Viewer { user: &identity.user_id, device_id: Some(identity.device_id.as_str()) };
-    let page = services.rooms.relations_for(viewer, &b.room_id, b.event_id.as_str(), query).await?;
-    let (chunk, next, prev, depth) = parts(page)?;
+    let (chunk, next, prev, depth) = page(&services, request.identity()?, asked!(b), Some(&rel_type), None).await?;
     let mut response = relating_type::Response::new(chunk);
     (response.next_batch, response.prev_batch, response.recursion_depth) = (next, prev, depth);
     Ok(response.into())
@@ -92,21 +112,10 @@ async fn relations_of_type_and_event(
     State(services): State<Arc<Services>>,
     request: Ruma<relating_type_event::Request>,
 ) -> ApiResult<relating_type_event::Response> {
-    let identity = request.identity()?;
     let b = &request.body;
     let (rel_type, event_type) = (b.rel_type.to_string(), b.event_type.to_string());
-    let query = RelationsQuery {
-        rel_type: Some(&rel_type),
-        event_type: Some(&event_type),
-        from: b.from.as_deref(),
-        to: b.to.as_deref(),
-        forwards: b.dir == Direction::Forward,
-        limit: limit(b.limit),
-        recurse: b.recurse,
-    };
-    let viewer = Viewer { user: &identity.user_id, device_id: Some(identity.device_id.as_str()) };
-    let page = services.rooms.relations_for(viewer, &b.room_id, b.event_id.as_str(), query).await?;
-    let (chunk, next, prev, depth) = parts(page)?;
+    let (chunk, next, prev, depth) =
+        page(&services, request.identity()?, asked!(b), Some(&rel_type), Some(&event_type)).await?;
     let mut response = relating_type_event::Response::new(chunk);
     (response.next_batch, response.prev_batch, response.recursion_depth) = (next, prev, depth);
     Ok(response.into())
