@@ -26,10 +26,8 @@ same run only.
 import http.client
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -377,26 +375,12 @@ def rss_ratio(m: int | None, s: int | None) -> str:
 def render(rows, markdown: bool) -> str:
     head = ["metric", "Myelin", f"Synapse {synapse.SYNAPSE_VERSION}", "yardstick",
             "ratio", "target", "verdict"]
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-                     for r in [head] + rows)
+    return common.render_table(head, rows, markdown)
 
 
 def header_lines(binary: str | None, plan: Plan, nginx_version: str, load: list) -> list[str]:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                if l.startswith("model name")), platform.machine())
-    commit = subprocess.run(["git", "-C", common.REPO, "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip() or "?"
-    built = (time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(binary)))
-             if binary and os.path.exists(binary) else "-")
     return [
-        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
-        f"repo @ {commit}, Myelin binary {binary or '-'} (built {built})"
-        + (" -- QUICK smoke-test sizes" if plan.quick else ""),
+        common.machine_line(binary, plan.quick),
         f"Transfers: curl {curl.version()} (-T FILE / -o /dev/null, HTTP/1.1, one at a time, "
         "curl's time_total), MB = 10^6 bytes; ratio = Myelin / Synapse.",
         "Thumbnails: Python http.client on one connection, upload start to last thumbnail byte; "

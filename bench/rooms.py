@@ -47,7 +47,6 @@ import resource
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -490,26 +489,12 @@ def latency_ratio(m: float | None, s: float | None) -> str:
 def render(rows, markdown: bool) -> str:
     head = ["metric", "Myelin", f"Synapse {synapse.SYNAPSE_VERSION}", "ratio", "target",
             "verdict"]
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-                     for r in [head] + rows)
+    return common.render_table(head, rows, markdown)
 
 
 def header_lines(binary: str | None, plan: Plan, load: list) -> list[str]:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                if l.startswith("model name")), platform.machine())
-    commit = subprocess.run(["git", "-C", common.REPO, "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip() or "?"
-    built = (time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(binary)))
-             if binary and os.path.exists(binary) else "-")
     return [
-        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
-        f"repo @ {commit}, Myelin binary {binary or '-'} (built {built})"
-        + (" -- QUICK smoke-test sizes" if plan.quick else ""),
+        common.machine_line(binary, plan.quick),
         f"Client: Python {platform.python_version()}, plain sockets, one keep-alive HTTP/1.1 "
         f"connection per user (TCP_NODELAY); the concurrent senders are {SENDERS} forked "
         "processes on the same cores as the server.",

@@ -217,3 +217,29 @@ def prepare_servers(args, log) -> str | None:
 def load_note(load: list[float]) -> str:
     return ("Load average (1 min) at start / end: " + " / ".join(f"{v:.2f}" for v in load)
             + " (other work on the machine skews every figure)")
+
+
+def render_table(head: list[str], rows: list[list[str]], markdown: bool) -> str:
+    """The benchmarks' result table, as markdown or aligned plain text."""
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+                     for r in [head] + rows)
+
+
+def machine_line(binary: str | None, quick: bool) -> str:
+    """Date, machine, commit and Myelin binary of a run, for the head of its figures."""
+    import platform
+    import time
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.machine())
+    commit = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    built = (time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(binary)))
+             if binary and os.path.exists(binary) else "-")
+    return (f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+            f"repo @ {commit}, Myelin binary {binary or '-'} (built {built})"
+            + (" -- QUICK smoke-test sizes" if quick else ""))
