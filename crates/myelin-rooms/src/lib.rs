@@ -12,6 +12,7 @@ mod read;
 mod relations;
 mod send;
 mod service;
+mod sync;
 mod upgrade;
 
 pub use create::{DEFAULT_ROOM_VERSION, supported_room_versions};
@@ -20,3 +21,4 @@ pub use public::DirectoryPage;
 pub use read::{Context, EventFilter, Page, Pagination, Viewer, make_token, parse_token};
 pub use relations::{MAX_RECURSION_DEPTH, RelationsPage, RelationsQuery};
 pub use service::{RoomInfo, RoomService, Txn};
+pub use sync::{MAX_SYNC_TIMEOUT, RoomUpdate, StrippedRoom, SyncOptions, SyncRooms};

@@ -68,7 +68,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    fn matches(&self, row: &EventRow) -> bool {
+    pub(crate) fn matches(&self, row: &EventRow) -> bool {
         let type_matches = |pattern: &String| match pattern.strip_suffix('*') {
             Some(prefix) => row.event_type.starts_with(prefix),
             None => *pattern == row.event_type,
@@ -142,13 +142,17 @@ impl<'a> Visibility<'a> {
     pub(crate) async fn check(&mut self, row: &EventRow) -> Result<(bool, Option<String>)> {
         let facts = self.facts(row.state_after).await?;
         let at = facts.membership.as_deref();
-        let visible = match facts.visibility.as_str() {
-            "world_readable" => true,
-            _ if at == Some("join") => true,
-            "shared" => self.current.as_deref() == Some("join"),
-            "invited" => at == Some("invite"),
-            _ => false,
-        };
+        // Users always see what happens to their own membership (a leave or a kick included,
+        // after which the state says they are out).
+        let about_viewer = row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.viewer.as_str());
+        let visible = about_viewer
+            || match facts.visibility.as_str() {
+                "world_readable" => true,
+                _ if at == Some("join") => true,
+                "shared" => self.current.as_deref() == Some("join"),
+                "invited" => at == Some("invite"),
+                _ => false,
+            };
         // MSC4115: no membership at the event reads as "leave".
         Ok((visible, Some(facts.membership.unwrap_or_else(|| "leave".to_owned()))))
     }

@@ -33,6 +33,8 @@ pub struct RoomService {
     /// Parsed events by ID. Events are immutable (redaction is applied when serving), so an
     /// entry never goes stale; the auth events of busy rooms stay here.
     pdu_cache: Arc<Mutex<HashMap<String, Arc<Pdu>>>>,
+    /// The latest stream position persisted: long-polling `/sync` requests wait on it.
+    pub(crate) stream: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 /// A room's head, or the gate of the write that is about to replace it.
@@ -85,6 +87,7 @@ impl RoomService {
             heads: Arc::default(),
             infos: Mutex::default(),
             pdu_cache: Arc::default(),
+            stream: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -314,7 +317,8 @@ impl RoomService {
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         let held = gate.clone().try_lock_owned().map_err(Error::internal)?;
         lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Pending(gate));
-        let (store, heads, pdu_cache) = (self.store.clone(), self.heads.clone(), self.pdu_cache.clone());
+        let (store, heads, pdu_cache, stream) =
+            (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
         let (room_id, stored_pdu, head) = (room.room_id.clone(), pdu.clone(), head.clone());
         let task = tokio::spawn(async move {
             let _held = held;
@@ -343,6 +347,11 @@ impl RoomService {
                 state,
             };
             lock_map(&heads).insert(room_id, HeadSlot::Ready(next));
+            stream.send_if_modified(|latest| {
+                let newer = persisted.stream_ordering > *latest;
+                *latest = (*latest).max(persisted.stream_ordering);
+                newer
+            });
             Ok(persisted)
         });
         let persisted = task.await.map_err(Error::internal)??;

@@ -118,3 +118,11 @@ CREATE TABLE event_relations (
 );
 CREATE INDEX event_relations_by_parent ON event_relations (relates_to, stream_ordering);
 CREATE INDEX event_relations_threads ON event_relations (room_id, rel_type, stream_ordering);
+
+-- Filters clients upload for /sync and /messages (`POST /user/{userId}/filter`).
+CREATE TABLE filters (
+    user_id   TEXT NOT NULL,
+    filter_id TEXT NOT NULL,
+    json      TEXT NOT NULL,
+    PRIMARY KEY (user_id, filter_id)
+);

@@ -736,6 +736,43 @@ impl Rooms<'_> {
         }))
     }
 
+    /// Every membership the user has (forgotten ones too; the caller decides).
+    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships
+                 WHERE user_id = $1 ORDER BY room_id",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Stores a filter; false if the user has one with this ID already.
+    pub async fn add_filter(&self, user_id: &str, filter_id: &str, json: &str) -> Result<bool> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query("INSERT INTO filters (user_id, filter_id, json) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(user_id)
+                .bind(filter_id)
+                .bind(json)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        }))
+    }
+
+    pub async fn filter(&self, user_id: &str, filter_id: &str) -> Result<Option<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT json FROM filters WHERE user_id = $1 AND filter_id = $2")
+                .bind(user_id)
+                .bind(filter_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
     /// The rooms the user has this membership in (forgotten rooms left out).
     pub async fn rooms_of_user(&self, user_id: &str, membership: &str) -> Result<Vec<String>> {
         Ok(on_db!(self.0, read, |pool| {

@@ -10,6 +10,7 @@ mod register;
 mod relations;
 pub(crate) mod rooms;
 mod session;
+mod sync;
 
 use crate::Services;
 use axum::{
@@ -31,6 +32,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = membership::routes(router);
     let router = directory::routes(router);
     let router = relations::routes(router);
+    let router = sync::routes(router);
     profile::routes(router)
 }
 

@@ -17,3 +17,4 @@ mod register;
 mod rooms;
 mod rooms_features;
 mod rooms_membership;
+mod sync;

@@ -1,0 +1,322 @@
+//! `/sync` for rooms: what changed in the user's rooms since a token, waiting (long-poll) until
+//! something does. Tokens are stream positions (`s<N>`, the same as `/messages` uses, so a
+//! `prev_batch` from sync pages on with `/messages`); they stay valid across restarts.
+
+use crate::{
+    pdu::Pdu,
+    read::{EventFilter, Viewer, Visibility, make_token, parse_token},
+    service::RoomService,
+};
+use myelin_core::{Error, Result};
+use myelin_store::{EventRow, MembershipRow, StateMap};
+use ruma::RoomId;
+use serde_json::{Value, json};
+use std::{collections::HashSet, time::Duration};
+
+/// The longest a client may make `/sync` wait.
+pub const MAX_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a `/sync` asks for besides the token.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub timeline_limit: usize,
+    pub timeline: EventFilter,
+    pub lazy_load_members: bool,
+    pub include_leave: bool,
+    pub rooms: Option<Vec<String>>,
+    pub not_rooms: Vec<String>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            timeout: Duration::ZERO,
+            full_state: false,
+            timeline_limit: 10,
+            timeline: EventFilter::default(),
+            lazy_load_members: false,
+            include_leave: false,
+            rooms: None,
+            not_rooms: Vec::new(),
+        }
+    }
+}
+
+/// A joined (or left) room's part of a sync.
+#[derive(Debug, Default)]
+pub struct RoomUpdate {
+    pub room_id: String,
+    pub timeline: Vec<Value>,
+    pub limited: bool,
+    pub prev_batch: Option<String>,
+    pub state: Vec<Value>,
+    /// (heroes, joined members, invited members), for joined rooms.
+    pub summary: Option<(Vec<String>, u64, u64)>,
+}
+
+/// Invited or knocked: the stripped state the user may see.
+#[derive(Debug, Default)]
+pub struct StrippedRoom {
+    pub room_id: String,
+    pub events: Vec<Value>,
+}
+
+#[derive(Debug, Default)]
+pub struct SyncRooms {
+    pub next_batch: String,
+    pub join: Vec<RoomUpdate>,
+    pub invite: Vec<StrippedRoom>,
+    pub leave: Vec<RoomUpdate>,
+    pub knock: Vec<StrippedRoom>,
+}
+
+impl SyncRooms {
+    fn is_empty(&self) -> bool {
+        self.join.is_empty() && self.invite.is_empty() && self.leave.is_empty() && self.knock.is_empty()
+    }
+}
+
+/// The state keys invitees and knockers see (the spec's recommendation for stripped state).
+const STRIPPED_STATE: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+impl RoomService {
+    /// The rooms part of a `/sync`: waits up to the timeout for something new after `since`.
+    pub async fn sync_rooms(
+        &self,
+        viewer: Viewer<'_>,
+        since: Option<&str>,
+        options: &SyncOptions,
+    ) -> Result<SyncRooms> {
+        let since = since.map(parse_token).transpose()?;
+        let deadline = tokio::time::Instant::now() + options.timeout.min(MAX_SYNC_TIMEOUT);
+        let mut changes = self.stream_changes();
+        loop {
+            let now = *changes.borrow_and_update();
+            let now = now.max(self.store.rooms().max_stream().await?);
+            let rooms = self.rooms_since(viewer, since, now, options).await?;
+            if since.is_none() || options.full_state || !rooms.is_empty() {
+                return Ok(rooms);
+            }
+            // Nothing yet: wait for the next event anywhere, then look again.
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => {
+                    return Ok(SyncRooms { next_batch: make_token(now.max(since.unwrap_or(0))), ..Default::default() });
+                }
+            }
+        }
+    }
+
+    async fn rooms_since(
+        &self,
+        viewer: Viewer<'_>,
+        since: Option<i64>,
+        now: i64,
+        options: &SyncOptions,
+    ) -> Result<SyncRooms> {
+        let mut out = SyncRooms { next_batch: make_token(now), ..Default::default() };
+        let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
+        for m in memberships {
+            if m.forgotten
+                || options.not_rooms.contains(&m.room_id)
+                || options.rooms.as_ref().is_some_and(|rooms| !rooms.contains(&m.room_id))
+            {
+                continue;
+            }
+            let room_id = RoomId::parse(&m.room_id).map_err(Error::internal)?;
+            let changed_since = |stream: i64| since.is_none_or(|since| stream > since);
+            match m.membership.as_str() {
+                "join" => {
+                    let fresh = since.is_none() || options.full_state || changed_since(m.stream_ordering);
+                    if let Some(update) = self.room_update(viewer, &room_id, since, now, fresh, options).await? {
+                        out.join.push(update);
+                    }
+                }
+                "invite" | "knock" if m.stream_ordering <= now && changed_since(m.stream_ordering) => {
+                    let stripped =
+                        StrippedRoom { room_id: m.room_id.clone(), events: self.stripped_state(&room_id, &m).await? };
+                    if m.membership == "invite" {
+                        out.invite.push(stripped);
+                    } else {
+                        out.knock.push(stripped);
+                    }
+                }
+                "leave" | "ban" if m.stream_ordering <= now => {
+                    let left_now = since.is_some() && changed_since(m.stream_ordering);
+                    let wanted = left_now || (options.include_leave && (since.is_none() || options.full_state));
+                    if wanted
+                        && let Some(mut update) =
+                            self.room_update(viewer, &room_id, since, m.stream_ordering, true, options).await?
+                    {
+                        update.summary = None;
+                        out.leave.push(update);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// A room's timeline after `since` up to `upto`, with the state the client needs to follow
+    /// it: everything when `fresh` (first sync, newly joined, full_state), else the state that
+    /// changed in a gap the limited timeline skipped. None when nothing happened.
+    async fn room_update(
+        &self,
+        viewer: Viewer<'_>,
+        room_id: &RoomId,
+        since: Option<i64>,
+        upto: i64,
+        fresh: bool,
+        options: &SyncOptions,
+    ) -> Result<Option<RoomUpdate>> {
+        let rooms = self.store.rooms();
+        let limit = options.timeline_limit.clamp(1, 500);
+        // The latest `limit + 1` events of the window, newest first: one more tells `limited`.
+        let lower = if fresh { 0 } else { since.unwrap_or(0) };
+        let mut rows = rooms.events_in_room(room_id.as_str(), upto + 1, Some(lower), false, limit as i64 + 1).await?;
+        let limited = rows.len() > limit || (fresh && rows.len() == limit + 1);
+        rows.truncate(limit);
+        rows.reverse();
+        if rows.is_empty() && !fresh {
+            return Ok(None);
+        }
+        let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
+        let mut shown: Vec<(EventRow, Option<String>)> = Vec::new();
+        for row in &rows {
+            if !options.timeline.matches(row) {
+                continue;
+            }
+            let (visible, membership) = visibility.check(row).await?;
+            if visible {
+                shown.push((row.clone(), membership));
+            }
+        }
+        let shown_rows: Vec<EventRow> = shown.iter().map(|(row, _)| row.clone()).collect();
+        let extras = self.extras(&shown_rows, viewer).await?;
+        let mut timeline = Vec::with_capacity(shown.len());
+        let mut senders = HashSet::new();
+        for (row, membership) in &shown {
+            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+            senders.insert(row.sender.clone());
+            timeline.push(sync_format(self.client_event_with(row, &pdu, viewer, membership.clone(), &extras).await?));
+        }
+
+        // The state before the timeline (or now, when it is empty).
+        let state_at_start: StateMap = match rows.first() {
+            Some(first) => rooms.state_at_group(first.state_before).await?,
+            None => match rooms.event_at_or_before(room_id.as_str(), upto).await? {
+                Some(row) => rooms.state_at_group(row.state_after).await?,
+                None => StateMap::new(),
+            },
+        };
+        let state_ids: Vec<String> = if fresh {
+            state_at_start
+                .iter()
+                .filter(|((kind, key), _)| {
+                    !options.lazy_load_members
+                        || kind != "m.room.member"
+                        || senders.contains(key)
+                        || key == viewer.user.as_str()
+                })
+                .map(|(_, id)| id.clone())
+                .collect()
+        } else if limited {
+            // What changed between the last sync and the start of the timeline.
+            let before: StateMap = match rooms.event_at_or_before(room_id.as_str(), since.unwrap_or(0)).await? {
+                Some(row) => rooms.state_at_group(row.state_after).await?,
+                None => StateMap::new(),
+            };
+            state_at_start.iter().filter(|(key, id)| before.get(*key) != Some(*id)).map(|(_, id)| id.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let state_rows = rooms.events(&state_ids).await?;
+        let state_extras = self.extras(&state_rows, viewer).await?;
+        let mut state = Vec::with_capacity(state_rows.len());
+        for row in &state_rows {
+            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+            state.push(sync_format(self.client_event_with(row, &pdu, viewer, None, &state_extras).await?));
+        }
+
+        let members = rooms.members(room_id.as_str()).await?;
+        let count = |membership: &str| members.iter().filter(|m| m.membership == membership).count() as u64;
+        let heroes: Vec<String> = members
+            .iter()
+            .filter(|m| m.user_id != viewer.user.as_str() && matches!(m.membership.as_str(), "join" | "invite"))
+            .take(5)
+            .map(|m| m.user_id.clone())
+            .collect();
+        Ok(Some(RoomUpdate {
+            room_id: room_id.to_string(),
+            timeline,
+            limited,
+            prev_batch: rows.first().map(|row| make_token(row.stream_ordering)),
+            state,
+            summary: Some((heroes, count("join"), count("invite"))),
+        }))
+    }
+
+    /// Stripped state of a room for an invitee or a knocker, their own member event included.
+    async fn stripped_state(&self, room_id: &RoomId, membership: &MembershipRow) -> Result<Vec<Value>> {
+        let current = self.store.rooms().current_state(room_id.as_str()).await?;
+        let mut ids: Vec<String> = STRIPPED_STATE
+            .iter()
+            .filter_map(|kind| current.get(&((*kind).to_owned(), String::new())).cloned())
+            .collect();
+        ids.push(membership.event_id.clone());
+        let pdus = self.pdus(&ids).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| pdus.get(id))
+            .map(|pdu| {
+                json!({
+                    "type": pdu.kind.to_string(),
+                    "state_key": pdu.state_key,
+                    "content": pdu.content_value(),
+                    "sender": pdu.sender,
+                })
+            })
+            .collect())
+    }
+
+    /// Changes of the event stream: the latest position, updated after every persisted event.
+    pub(crate) fn stream_changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.stream.subscribe()
+    }
+}
+
+/// The sync format of a client event: no `room_id` (the room is the key it is listed under).
+fn sync_format(mut event: Value) -> Value {
+    if let Some(object) = event.as_object_mut() {
+        object.remove("room_id");
+    }
+    event
+}
+
+impl RoomService {
+    /// Stores a filter for the user; returns its ID.
+    pub async fn create_filter(&self, user: &ruma::UserId, filter_json: &str) -> Result<String> {
+        loop {
+            let id = myelin_core::util::random_string(10);
+            if self.store.rooms().add_filter(user.as_str(), &id, filter_json).await? {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// A filter the user stored, as JSON.
+    pub async fn filter(&self, user: &ruma::UserId, filter_id: &str) -> Result<String> {
+        self.store.rooms().filter(user.as_str(), filter_id).await?.ok_or_else(|| Error::not_found("no such filter"))
+    }
+}
