@@ -80,7 +80,9 @@ impl EventFilter {
     }
 }
 
-/// Pagination tokens: `s<stream position>`.
+/// Pagination tokens: `s<N>` is the position just after the event at stream position N, the
+/// way a `/sync` `next_batch` is: paging backwards from it starts with event N, forwards with
+/// N + 1. The same tokens serve `/sync`, `/messages`, `/context`, `/relations` and `/threads`.
 pub fn parse_token(token: &str) -> Result<i64> {
     token
         .strip_prefix('s')
@@ -480,8 +482,9 @@ impl RoomService {
             }
             Ok((out, edge, last_row))
         };
-        let (events_before, start, _) = side(false, before_n).await?;
+        let (events_before, earliest, _) = side(false, before_n).await?;
         let (events_after, end, last_after) = side(true, after_n).await?;
+        let start = earliest - 1;
         let state_group = last_after.as_ref().unwrap_or(&row).state_after;
         let ids: Vec<String> = self.store.rooms().state_at_group(state_group).await?.into_values().collect();
         let state = self.client_events(viewer, ids).await?;
@@ -518,12 +521,19 @@ impl RoomService {
         let start = match from {
             Some(token) => parse_token(token)?,
             None if forwards => 0,
-            None => self.store.rooms().max_stream().await? + 1,
+            None => self.store.rooms().max_stream().await?,
         };
         let to = to.map(parse_token).transpose()?;
         let limit = limit.clamp(1, 1000);
-        let rows = self.store.rooms().events_in_room(room_id.as_str(), start, to, forwards, limit as i64).await?;
-        let end = (rows.len() == limit).then(|| rows.last().map(|row| make_token(row.stream_ordering))).flatten();
+        // The store's bounds are exclusive stream positions (see `parse_token` for the tokens').
+        let (from_bound, to_bound) = if forwards { (start, to.map(|t| t + 1)) } else { (start + 1, to) };
+        let rows =
+            self.store.rooms().events_in_room(room_id.as_str(), from_bound, to_bound, forwards, limit as i64).await?;
+        let end = (rows.len() == limit)
+            .then(|| {
+                rows.last().map(|row| make_token(if forwards { row.stream_ordering } else { row.stream_ordering - 1 }))
+            })
+            .flatten();
         let mut page = Page { start: make_token(start), end, ..Page::default() };
         let mut senders = std::collections::BTreeSet::new();
         let mut shown = Vec::with_capacity(rows.len());

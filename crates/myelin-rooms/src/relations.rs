@@ -48,12 +48,14 @@ impl RoomService {
         // The parent must exist in this room and be visible.
         self.event_for(viewer, room_id, parent).await?;
         let limit = query.limit.clamp(1, 1000);
+        // Exclusive store bounds from the tokens (see `parse_token`).
         let from = match query.from {
-            Some(token) => parse_token(token)?,
+            Some(token) if query.forwards => parse_token(token)?,
+            Some(token) => parse_token(token)? + 1,
             None if query.forwards => 0,
             None => i64::MAX,
         };
-        let to = query.to.map(parse_token).transpose()?;
+        let to = query.to.map(parse_token).transpose()?.map(|t| if query.forwards { t + 1 } else { t });
         let rooms = self.store.rooms();
         // Breadth-first through relations of relations, up to the cap, then one page of all.
         let mut parents = vec![parent.to_owned()];
@@ -82,7 +84,12 @@ impl RoomService {
         rows.dedup_by(|a, b| a.event_id == b.event_id);
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next_batch = more.then(|| rows.last().map(|row| make_token(row.stream_ordering))).flatten();
+        let next_batch = more
+            .then(|| {
+                rows.last()
+                    .map(|row| make_token(if query.forwards { row.stream_ordering } else { row.stream_ordering - 1 }))
+            })
+            .flatten();
         let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
         let mut chunk = Vec::with_capacity(rows.len());
         for row in rows {
@@ -112,13 +119,15 @@ impl RoomService {
     ) -> Result<(Vec<Value>, Option<String>)> {
         self.known_room(room_id).await?;
         let limit = limit.clamp(1, 100);
+        // Roots whose latest reply is at or before the token's position.
         let before = match from {
-            Some(token) => parse_token(token)?,
+            Some(token) => parse_token(token)? + 1,
             None => i64::MAX,
         };
         let participant = participated.then_some(viewer.user.as_str());
         let roots = self.store.rooms().thread_roots(room_id.as_str(), before, participant, limit as i64).await?;
-        let next_batch = (roots.len() == limit).then(|| roots.last().map(|(_, latest)| make_token(*latest))).flatten();
+        let next_batch =
+            (roots.len() == limit).then(|| roots.last().map(|(_, latest)| make_token(*latest - 1))).flatten();
         let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
         let mut chunk = Vec::new();
         for (root, _) in roots {

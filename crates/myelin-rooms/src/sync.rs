@@ -261,7 +261,7 @@ impl RoomService {
             room_id: room_id.to_string(),
             timeline,
             limited,
-            prev_batch: rows.first().map(|row| make_token(row.stream_ordering)),
+            prev_batch: rows.first().map(|row| make_token(row.stream_ordering - 1)),
             state,
             summary: Some((heroes, count("join"), count("invite"))),
         }))

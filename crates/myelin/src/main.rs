@@ -192,7 +192,12 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
 /// `RUST_LOG` wins over `log.level`. Admin commands log warnings only, unless asked.
 fn init_logging(config: &Config, serving: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if serving { config.log.level.clone() } else { "warn".to_owned() };
+    let mut default = if serving { config.log.level.clone() } else { "warn".to_owned() };
+    // ruma's event auth logs every check at INFO: two lines per event sent. Quiet unless the
+    // level names it (or RUST_LOG is set).
+    if !default.contains("ruma_state_res") {
+        default.push_str(",ruma_state_res=warn");
+    }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&default))
         .unwrap_or_else(|_| EnvFilter::new("info"));
