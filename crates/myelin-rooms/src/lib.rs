@@ -2,6 +2,7 @@
 //! against the auth rules (ruma's state-res), persisting them with the state they change, and
 //! reading rooms back as clients see them.
 
+mod account_data;
 mod aliases;
 mod create;
 pub mod keys;

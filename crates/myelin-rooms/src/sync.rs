@@ -54,6 +54,8 @@ pub struct RoomUpdate {
     pub state: Vec<Value>,
     /// (heroes, joined members, invited members), for joined rooms.
     pub summary: Option<(Vec<String>, u64, u64)>,
+    /// The room's account data that changed (all of it on a first sync).
+    pub account_data: Vec<Value>,
 }
 
 /// Invited or knocked: the stripped state the user may see.
@@ -66,6 +68,8 @@ pub struct StrippedRoom {
 #[derive(Debug, Default)]
 pub struct SyncRooms {
     pub next_batch: String,
+    /// Global account data that changed (all of it on a first sync).
+    pub account_data: Vec<Value>,
     pub join: Vec<RoomUpdate>,
     pub invite: Vec<StrippedRoom>,
     pub leave: Vec<RoomUpdate>,
@@ -74,7 +78,11 @@ pub struct SyncRooms {
 
 impl SyncRooms {
     fn is_empty(&self) -> bool {
-        self.join.is_empty() && self.invite.is_empty() && self.leave.is_empty() && self.knock.is_empty()
+        self.join.is_empty()
+            && self.invite.is_empty()
+            && self.leave.is_empty()
+            && self.knock.is_empty()
+            && self.account_data.is_empty()
     }
 }
 
@@ -125,6 +133,15 @@ impl RoomService {
         options: &SyncOptions,
     ) -> Result<SyncRooms> {
         let mut out = SyncRooms { next_batch: make_token(now), ..Default::default() };
+        let mut room_data: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
+        let account_since = if options.full_state { None } else { since };
+        for (room, data) in self.account_data_changes(viewer.user, account_since, now).await? {
+            if room.is_empty() {
+                out.account_data.push(data);
+            } else {
+                room_data.entry(room).or_default().push(data);
+            }
+        }
         let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
         for m in memberships {
             if m.forgotten
@@ -138,8 +155,19 @@ impl RoomService {
             match m.membership.as_str() {
                 "join" => {
                     let fresh = since.is_none() || options.full_state || changed_since(m.stream_ordering);
-                    if let Some(update) = self.room_update(viewer, &room_id, since, now, fresh, options).await? {
-                        out.join.push(update);
+                    let data = room_data.remove(&m.room_id).unwrap_or_default();
+                    match self.room_update(viewer, &room_id, since, now, fresh, options).await? {
+                        Some(mut update) => {
+                            update.account_data = data;
+                            out.join.push(update);
+                        }
+                        // Only account data changed.
+                        None if !data.is_empty() => out.join.push(RoomUpdate {
+                            room_id: m.room_id.clone(),
+                            account_data: data,
+                            ..Default::default()
+                        }),
+                        None => {}
                     }
                 }
                 "invite" | "knock" if m.stream_ordering <= now && changed_since(m.stream_ordering) => {
@@ -264,6 +292,7 @@ impl RoomService {
             prev_batch: rows.first().map(|row| make_token(row.stream_ordering - 1)),
             state,
             summary: Some((heroes, count("join"), count("invite"))),
+            account_data: Vec::new(),
         }))
     }
 

@@ -126,3 +126,15 @@ CREATE TABLE filters (
     json      TEXT NOT NULL,
     PRIMARY KEY (user_id, filter_id)
 );
+
+-- Account data of users, global (room_id '') or per room, at the stream position of its last
+-- change (the same counter as events, so one /sync token covers both).
+CREATE TABLE account_data (
+    user_id         TEXT NOT NULL,
+    room_id         TEXT NOT NULL,
+    data_type       TEXT NOT NULL,
+    content         TEXT NOT NULL,
+    stream_ordering BIGINT NOT NULL,
+    PRIMARY KEY (user_id, room_id, data_type)
+);
+CREATE INDEX account_data_by_stream ON account_data (user_id, stream_ordering);

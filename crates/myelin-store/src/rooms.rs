@@ -749,6 +749,61 @@ impl Rooms<'_> {
         }))
     }
 
+    /// Sets a piece of account data (`room_id` "" for global); returns its new stream position.
+    pub async fn set_account_data(&self, user_id: &str, room_id: &str, data_type: &str, content: &str) -> Result<i64> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let stream = next_counter!(tx, "stream");
+            sqlx::query(
+                "INSERT INTO account_data (user_id, room_id, data_type, content, stream_ordering) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = excluded.content,
+                   stream_ordering = excluded.stream_ordering",
+            )
+            .bind(user_id)
+            .bind(room_id)
+            .bind(data_type)
+            .bind(content)
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(stream)
+        })
+    }
+
+    pub async fn account_data(&self, user_id: &str, room_id: &str, data_type: &str) -> Result<Option<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
+            )
+            .bind(user_id)
+            .bind(room_id)
+            .bind(data_type)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// (room_id, type, content) of the user's account data changed after `since`, up to `upto`.
+    pub async fn account_data_between(
+        &self,
+        user_id: &str,
+        since: i64,
+        upto: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT room_id, data_type, content FROM account_data
+                 WHERE user_id = $1 AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
+            )
+            .bind(user_id)
+            .bind(since)
+            .bind(upto)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Stores a filter; false if the user has one with this ID already.
     pub async fn add_filter(&self, user_id: &str, filter_id: &str, json: &str) -> Result<bool> {
         Ok(on_db!(self.0, write, |pool| {

@@ -1,6 +1,7 @@
 //! The Client-Server API, one file per endpoint group.
 
 mod account;
+mod account_data;
 mod devices;
 mod directory;
 mod discovery;
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = directory::routes(router);
     let router = relations::routes(router);
     let router = sync::routes(router);
+    let router = account_data::routes(router);
     profile::routes(router)
 }
 

@@ -93,6 +93,7 @@ async fn sync(
     let rooms = services.rooms.sync_rooms(viewer, b.since.as_deref(), &options).await?;
 
     let mut response = sync_events::Response::new(rooms.next_batch);
+    response.account_data.events = rooms.account_data.iter().map(raw).collect::<Result<_, _>>()?;
     let room_id = |id: &str| RoomId::parse(id).map_err(Error::internal);
     for update in rooms.join {
         let mut joined = sync_events::JoinedRoom::new();
@@ -103,6 +104,7 @@ async fn sync(
             joined.summary.joined_member_count = UInt::new(*joined_count);
             joined.summary.invited_member_count = UInt::new(*invited_count);
         }
+        joined.account_data.events = update.account_data.iter().map(raw).collect::<Result<_, _>>()?;
         response.rooms.join.insert(room_id(&update.room_id)?, joined);
     }
     for update in rooms.leave {

@@ -4,6 +4,7 @@
 mod common;
 
 mod account;
+mod account_data;
 mod cli;
 mod discovery;
 mod errors;
