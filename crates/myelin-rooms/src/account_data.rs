@@ -52,6 +52,11 @@ impl RoomService {
         Ok(())
     }
 
+    /// The fully-read marker: room account data only the server writes.
+    pub(crate) async fn set_fully_read(&self, user: &UserId, room: &RoomId, event: &ruma::EventId) -> Result<()> {
+        self.store_account_data(user, Some(room), "m.fully_read", &json!({ "event_id": event })).await
+    }
+
     pub async fn account_data(&self, user: &UserId, room: Option<&RoomId>, data_type: &str) -> Result<Value> {
         let room = room.map_or("", |r| r.as_str());
         let text = self

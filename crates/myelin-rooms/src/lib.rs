@@ -10,6 +10,7 @@ mod membership;
 pub mod pdu;
 mod public;
 mod read;
+mod receipts;
 mod relations;
 mod send;
 mod service;

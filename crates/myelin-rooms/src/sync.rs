@@ -56,6 +56,8 @@ pub struct RoomUpdate {
     pub summary: Option<(Vec<String>, u64, u64)>,
     /// The room's account data that changed (all of it on a first sync).
     pub account_data: Vec<Value>,
+    /// Ephemeral events: the `m.receipt` of receipts that changed.
+    pub ephemeral: Vec<Value>,
 }
 
 /// Invited or knocked: the stripped state the user may see.
@@ -156,15 +158,20 @@ impl RoomService {
                 "join" => {
                     let fresh = since.is_none() || options.full_state || changed_since(m.stream_ordering);
                     let data = room_data.remove(&m.room_id).unwrap_or_default();
+                    let receipts_since = if fresh { None } else { since };
+                    let ephemeral: Vec<Value> =
+                        self.receipt_event(viewer.user, &room_id, receipts_since, now).await?.into_iter().collect();
                     match self.room_update(viewer, &room_id, since, now, fresh, options).await? {
                         Some(mut update) => {
                             update.account_data = data;
+                            update.ephemeral = ephemeral;
                             out.join.push(update);
                         }
-                        // Only account data changed.
-                        None if !data.is_empty() => out.join.push(RoomUpdate {
+                        // Only account data or receipts changed.
+                        None if !data.is_empty() || !ephemeral.is_empty() => out.join.push(RoomUpdate {
                             room_id: m.room_id.clone(),
                             account_data: data,
+                            ephemeral,
                             ..Default::default()
                         }),
                         None => {}
@@ -293,6 +300,7 @@ impl RoomService {
             state,
             summary: Some((heroes, count("join"), count("invite"))),
             account_data: Vec::new(),
+            ephemeral: Vec::new(),
         }))
     }
 

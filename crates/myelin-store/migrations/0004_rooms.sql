@@ -138,3 +138,17 @@ CREATE TABLE account_data (
     PRIMARY KEY (user_id, room_id, data_type)
 );
 CREATE INDEX account_data_by_stream ON account_data (user_id, stream_ordering);
+
+-- Read receipts: the latest of each type (and thread) per user and room.
+CREATE TABLE receipts (
+    room_id         TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    receipt_type    TEXT NOT NULL,
+    -- '' for an unthreaded receipt, 'main' or a thread root's event ID.
+    thread_id       TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    ts              BIGINT NOT NULL,
+    stream_ordering BIGINT NOT NULL,
+    PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
+);
+CREATE INDEX receipts_by_stream ON receipts (room_id, stream_ordering);

@@ -804,6 +804,62 @@ impl Rooms<'_> {
         }))
     }
 
+    /// Records a receipt (replacing the user's previous one of that type and thread); returns
+    /// its stream position.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_receipt(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        receipt_type: &str,
+        thread_id: &str,
+        event_id: &str,
+        ts: i64,
+    ) -> Result<i64> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let stream = next_counter!(tx, "stream");
+            sqlx::query(
+                "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = excluded.event_id,
+                   ts = excluded.ts, stream_ordering = excluded.stream_ordering",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .bind(receipt_type)
+            .bind(thread_id)
+            .bind(event_id)
+            .bind(ts)
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(stream)
+        })
+    }
+
+    /// Receipts of a room changed after `since` up to `upto` (all of them when `since` is
+    /// None): (user, type, thread, event, ts).
+    pub async fn receipts_between(
+        &self,
+        room_id: &str,
+        since: Option<i64>,
+        upto: i64,
+    ) -> Result<Vec<(String, String, String, String, i64)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT user_id, receipt_type, thread_id, event_id, ts FROM receipts
+                 WHERE room_id = $1 AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
+            )
+            .bind(room_id)
+            .bind(since.unwrap_or(-1))
+            .bind(upto)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Stores a filter; false if the user has one with this ID already.
     pub async fn add_filter(&self, user_id: &str, filter_id: &str, json: &str) -> Result<bool> {
         Ok(on_db!(self.0, write, |pool| {

@@ -7,6 +7,7 @@ mod directory;
 mod discovery;
 mod membership;
 mod profile;
+mod receipts;
 mod register;
 mod relations;
 pub(crate) mod rooms;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = relations::routes(router);
     let router = sync::routes(router);
     let router = account_data::routes(router);
+    let router = receipts::routes(router);
     profile::routes(router)
 }
 

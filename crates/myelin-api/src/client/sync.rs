@@ -105,6 +105,7 @@ async fn sync(
             joined.summary.invited_member_count = UInt::new(*invited_count);
         }
         joined.account_data.events = update.account_data.iter().map(raw).collect::<Result<_, _>>()?;
+        joined.ephemeral.events = update.ephemeral.iter().map(raw).collect::<Result<_, _>>()?;
         response.rooms.join.insert(room_id(&update.room_id)?, joined);
     }
     for update in rooms.leave {

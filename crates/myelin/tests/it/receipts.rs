@@ -1,0 +1,74 @@
+//! Read receipts (public, private, threaded) and read markers, through `/sync`.
+
+use crate::{
+    backend_tests,
+    common::*,
+    rooms::{create_room, enc, send_text},
+};
+use serde_json::{Value, json};
+
+backend_tests!(receipts_reach_members_through_sync, read_markers_and_refusals);
+
+async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
+    let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.token)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn receipt_content<'a>(sync: &'a Value, room: &str) -> Option<&'a Value> {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"] == "m.receipt")
+        .map(|e| &e["content"])
+}
+
+async fn receipts_reach_members_through_sync(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    let event = send_text(&server, &alice, &room, "m", "read me").await;
+    let alice_next = sync(&server, &alice, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    let receipt = |kind: &str| format!("/_matrix/client/v3/rooms/{}/receipt/{kind}/{}", enc(&room), enc(&event));
+    assert_eq!(server.post(&receipt("m.read"), Some(&bob.token), json!({})).await.0, 200);
+    assert_eq!(server.post(&receipt("m.read.private"), Some(&bob.token), json!({})).await.0, 200);
+    assert_eq!(server.post(&receipt("m.read"), Some(&bob.token), json!({ "thread_id": "main" })).await.0, 200);
+
+    // Alice sees bob's public receipt (threaded and not), not his private one.
+    let delta = sync(&server, &alice, &format!("since={alice_next}")).await;
+    let content = receipt_content(&delta, &room).expect("m.receipt for alice");
+    assert!(content[&event]["m.read"][&bob.user_id]["ts"].is_i64(), "{content}");
+    assert!(content[&event].get("m.read.private").is_none(), "{content}");
+    // Bob sees his private one.
+    let bobs = sync(&server, &bob, "").await;
+    let content = receipt_content(&bobs, &room).expect("m.receipt for bob");
+    assert!(content[&event]["m.read.private"][&bob.user_id].is_object(), "{content}");
+}
+
+async fn read_markers_and_refusals(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let eve = server.register("eve").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let event = send_text(&server, &alice, &room, "m", "marked").await;
+    let markers = format!("/_matrix/client/v3/rooms/{}/read_markers", enc(&room));
+    let (status, body) =
+        server.post(&markers, Some(&alice.token), json!({ "m.fully_read": event, "m.read": event })).await;
+    assert_eq!(status, 200, "{body}");
+    let data =
+        format!("/_matrix/client/v3/user/{}/rooms/{}/account_data/m.fully_read", enc(&alice.user_id), enc(&room));
+    assert_eq!(server.get(&data, Some(&alice.token)).await.1, json!({ "event_id": event }));
+    let synced = sync(&server, &alice, "").await;
+    let account = synced["rooms"]["join"][&room]["account_data"]["events"].as_array().unwrap();
+    assert!(account.iter().any(|e| e["type"] == "m.fully_read" && e["content"]["event_id"] == event.as_str()));
+    // Someone outside the room, an unknown event, an unknown receipt type.
+    assert_error(&server.post(&markers, Some(&eve.token), json!({ "m.read": event })).await, 403, "M_FORBIDDEN");
+    let missing = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/%24missing", enc(&room));
+    assert_error(&server.post(&missing, Some(&alice.token), json!({})).await, 404, "M_NOT_FOUND");
+    let odd = format!("/_matrix/client/v3/rooms/{}/receipt/org.example.seen/{}", enc(&room), enc(&event));
+    let (status, _) = server.post(&odd, Some(&alice.token), json!({})).await;
+    assert_eq!(status, 400);
+}
