@@ -35,7 +35,7 @@ async fn receipt(
         ReceiptThread::Thread(root) => Some(root.to_string()),
         other => Some(other.as_str().unwrap_or_default().to_owned()),
     };
-    services.rooms.set_receipt(user, &b.room_id, &b.receipt_type.to_string(), &b.event_id, thread.as_deref()).await?;
+    services.rooms.set_receipt(user, &b.room_id, b.receipt_type.as_ref(), &b.event_id, thread.as_deref()).await?;
     Ok(create_receipt::Response::new().into())
 }
 
