@@ -15,12 +15,13 @@ mod relations;
 mod send;
 mod service;
 mod sync;
+mod typing;
 mod upgrade;
 
 pub use create::{DEFAULT_ROOM_VERSION, supported_room_versions};
 pub use membership::MembershipChange;
 pub use public::DirectoryPage;
-pub use read::{Context, EventFilter, Page, Pagination, Viewer, make_token, parse_token};
+pub use read::{Context, EventFilter, Page, Pagination, Viewer, make_token, parse_sync_token, parse_token};
 pub use relations::{MAX_RECURSION_DEPTH, RelationsPage, RelationsQuery};
 pub use service::{RoomInfo, RoomService, Txn};
 pub use sync::{MAX_SYNC_TIMEOUT, RoomUpdate, StrippedRoom, SyncOptions, SyncRooms};

@@ -84,11 +84,20 @@ impl EventFilter {
 /// way a `/sync` `next_batch` is: paging backwards from it starts with event N, forwards with
 /// N + 1. The same tokens serve `/sync`, `/messages`, `/context`, `/relations` and `/threads`.
 pub fn parse_token(token: &str) -> Result<i64> {
-    token
-        .strip_prefix('s')
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| Error::invalid_param(format!("`{token}` is not a pagination token of this server")))
+    parse_sync_token(token).map(|(stream, _)| stream)
+}
+
+/// A `/sync` token: `s<N>` or `s<N>_<T>`, T being the typing position (typing notifications
+/// live in memory and count separately). Any of them also serves as a pagination token.
+pub fn parse_sync_token(token: &str) -> Result<(i64, Option<u64>)> {
+    let bad = || Error::invalid_param(format!("`{token}` is not a pagination token of this server"));
+    let rest = token.strip_prefix('s').ok_or_else(bad)?;
+    let (stream, typing) = match rest.split_once('_') {
+        Some((stream, typing)) => (stream, Some(typing.parse::<u64>().map_err(|_| bad())?)),
+        None => (rest, None),
+    };
+    let stream = stream.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+    Ok((stream, typing))
 }
 
 pub fn make_token(stream: i64) -> String {

@@ -35,6 +35,7 @@ pub struct RoomService {
     pdu_cache: Arc<Mutex<HashMap<String, Arc<Pdu>>>>,
     /// The latest stream position persisted: long-polling `/sync` requests wait on it.
     pub(crate) stream: Arc<tokio::sync::watch::Sender<i64>>,
+    pub(crate) typing: Arc<crate::typing::Typing>,
 }
 
 /// A room's head, or the gate of the write that is about to replace it.
@@ -88,6 +89,7 @@ impl RoomService {
             infos: Mutex::default(),
             pdu_cache: Arc::default(),
             stream: Arc::new(tokio::sync::watch::Sender::new(0)),
+            typing: crate::typing::Typing::new(),
         })
     }
 

@@ -4,7 +4,7 @@
 
 use crate::{
     pdu::Pdu,
-    read::{EventFilter, Viewer, Visibility, make_token, parse_token},
+    read::{EventFilter, Viewer, Visibility, make_token, parse_sync_token},
     service::RoomService,
 };
 use myelin_core::{Error, Result};
@@ -107,34 +107,51 @@ impl RoomService {
         since: Option<&str>,
         options: &SyncOptions,
     ) -> Result<SyncRooms> {
-        let since = since.map(parse_token).transpose()?;
+        let since = since.map(parse_sync_token).transpose()?;
+        let (since, since_typing) = (since.map(|(stream, _)| stream), since.and_then(|(_, typing)| typing));
         let deadline = tokio::time::Instant::now() + options.timeout.min(MAX_SYNC_TIMEOUT);
         let mut changes = self.stream_changes();
+        let mut typing_changes = self.typing.changes.subscribe();
         loop {
             let now = *changes.borrow_and_update();
+            typing_changes.borrow_and_update();
             let now = now.max(self.store.rooms().max_stream().await?);
-            let rooms = self.rooms_since(viewer, since, now, options).await?;
+            let rooms = self.rooms_since(viewer, since, since_typing, now, options).await?;
             if since.is_none() || options.full_state || !rooms.is_empty() {
                 return Ok(rooms);
             }
-            // Nothing yet: wait for the next event anywhere, then look again.
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => {
-                    return Ok(SyncRooms { next_batch: make_token(now.max(since.unwrap_or(0))), ..Default::default() });
+            // Nothing yet: wait for the next event or typing change anywhere, then look again.
+            let woken = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    changed = changes.changed() => changed.is_ok(),
+                    changed = typing_changes.changed() => changed.is_ok(),
                 }
+            })
+            .await;
+            if !matches!(woken, Ok(true)) {
+                return Ok(SyncRooms {
+                    next_batch: self.sync_token(now.max(since.unwrap_or(0))),
+                    ..Default::default()
+                });
             }
         }
+    }
+
+    /// The `next_batch` for a stream position, with the current typing position.
+    fn sync_token(&self, stream: i64) -> String {
+        format!("{}_{}", make_token(stream), self.typing.position())
     }
 
     async fn rooms_since(
         &self,
         viewer: Viewer<'_>,
         since: Option<i64>,
+        since_typing: Option<u64>,
         now: i64,
         options: &SyncOptions,
     ) -> Result<SyncRooms> {
-        let mut out = SyncRooms { next_batch: make_token(now), ..Default::default() };
+        // The typing position is read first: a change racing this sync comes again next time.
+        let mut out = SyncRooms { next_batch: self.sync_token(now), ..Default::default() };
         let mut room_data: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
         let account_since = if options.full_state { None } else { since };
         for (room, data) in self.account_data_changes(viewer.user, account_since, now).await? {
@@ -159,8 +176,9 @@ impl RoomService {
                     let fresh = since.is_none() || options.full_state || changed_since(m.stream_ordering);
                     let data = room_data.remove(&m.room_id).unwrap_or_default();
                     let receipts_since = if fresh { None } else { since };
-                    let ephemeral: Vec<Value> =
+                    let mut ephemeral: Vec<Value> =
                         self.receipt_event(viewer.user, &room_id, receipts_since, now).await?.into_iter().collect();
+                    ephemeral.extend(self.typing.event(&room_id, if fresh { None } else { since_typing }));
                     match self.room_update(viewer, &room_id, since, now, fresh, options).await? {
                         Some(mut update) => {
                             update.account_data = data;

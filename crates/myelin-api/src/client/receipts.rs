@@ -1,4 +1,4 @@
-//! Read receipts and read markers.
+//! Read receipts, read markers and typing notifications.
 
 use super::RouteRuma;
 use crate::{Ruma, Services, ruma_wrapper::ApiResult};
@@ -7,13 +7,35 @@ use ruma::{
     api::client::{
         read_marker::set_read_marker::v3 as set_read_marker,
         receipt::create_receipt::v3::{self as create_receipt, ReceiptType},
+        typing::create_typing_event::v3 as create_typing_event,
     },
     events::receipt::ReceiptThread,
 };
 use std::sync::Arc;
 
 pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
-    router.ruma::<create_receipt::Request, _, _>(receipt).ruma::<set_read_marker::Request, _, _>(read_markers)
+    router
+        .ruma::<create_receipt::Request, _, _>(receipt)
+        .ruma::<set_read_marker::Request, _, _>(read_markers)
+        .ruma::<create_typing_event::Request, _, _>(typing)
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
+async fn typing(
+    State(services): State<Arc<Services>>,
+    request: Ruma<create_typing_event::Request>,
+) -> ApiResult<create_typing_event::Response> {
+    let identity = request.identity()?;
+    let b = &request.body;
+    if b.user_id != identity.user_id {
+        return Err(myelin_core::Error::forbidden("you may only say that you are typing").into());
+    }
+    let timeout = match &b.state {
+        create_typing_event::Typing::Yes(info) => Some(info.timeout),
+        _ => None,
+    };
+    services.rooms.set_typing(&identity.user_id, &b.room_id, timeout).await?;
+    Ok(create_typing_event::Response::new().into())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}`

@@ -1,4 +1,4 @@
-//! Read receipts (public, private, threaded) and read markers, through `/sync`.
+//! Read receipts (public, private, threaded), read markers and typing, through `/sync`.
 
 use crate::{
     backend_tests,
@@ -7,7 +7,7 @@ use crate::{
 };
 use serde_json::{Value, json};
 
-backend_tests!(receipts_reach_members_through_sync, read_markers_and_refusals);
+backend_tests!(receipts_reach_members_through_sync, read_markers_and_refusals, typing);
 
 async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
     let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.token)).await;
@@ -71,4 +71,50 @@ async fn read_markers_and_refusals(backend: Backend) {
     let odd = format!("/_matrix/client/v3/rooms/{}/receipt/org.example.seen/{}", enc(&room), enc(&event));
     let (status, _) = server.post(&odd, Some(&alice.token), json!({})).await;
     assert_eq!(status, 400);
+}
+
+fn typing_users(sync: &Value, room: &str) -> Option<Vec<String>> {
+    let event =
+        sync["rooms"]["join"][room]["ephemeral"]["events"].as_array()?.iter().find(|e| e["type"] == "m.typing")?;
+    Some(event["content"]["user_ids"].as_array()?.iter().map(|u| u.as_str().unwrap().to_owned()).collect())
+}
+
+async fn typing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let eve = server.register("eve").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    let next = sync(&server, &alice, "").await["next_batch"].as_str().unwrap().to_owned();
+    let typing = |user: &User| format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&user.user_id));
+
+    // Bob starts typing: alice's waiting sync wakes with it.
+    let query = format!("since={next}&timeout=20000");
+    let waiting = sync(&server, &alice, &query);
+    let typing_starts = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        server.put(&typing(&bob), Some(&bob.token), json!({ "typing": true, "timeout": 1500 })).await
+    };
+    let (woken, (status, _)) = tokio::join!(waiting, typing_starts);
+    assert_eq!(status, 200);
+    assert_eq!(typing_users(&woken, &room), Some(vec![bob.user_id.clone()]), "{woken}");
+    // Nothing more until it times out; then the room says nobody types.
+    let next = woken["next_batch"].as_str().unwrap().to_owned();
+    let after = sync(&server, &alice, &format!("since={next}&timeout=5000")).await;
+    assert_eq!(typing_users(&after, &room), Some(vec![]), "{after}");
+    // Stopping explicitly, and refusals.
+    server.put(&typing(&bob), Some(&bob.token), json!({ "typing": true, "timeout": 30000 })).await;
+    server.put(&typing(&bob), Some(&bob.token), json!({ "typing": false })).await;
+    assert_eq!(typing_users(&sync(&server, &alice, "").await, &room), None, "nobody types any more");
+    assert_error(
+        &server.put(&typing(&bob), Some(&alice.token), json!({ "typing": true, "timeout": 1000 })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.put(&typing(&eve), Some(&eve.token), json!({ "typing": true, "timeout": 1000 })).await,
+        403,
+        "M_FORBIDDEN",
+    );
 }
