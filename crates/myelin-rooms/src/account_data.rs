@@ -52,6 +52,16 @@ impl RoomService {
         Ok(())
     }
 
+    /// Global account data of a type only the server writes (`m.push_rules`).
+    pub(crate) async fn store_server_account_data(
+        &self,
+        user: &UserId,
+        data_type: &str,
+        content: &Value,
+    ) -> Result<()> {
+        self.store_account_data(user, None, data_type, content).await
+    }
+
     /// The fully-read marker: room account data only the server writes.
     pub(crate) async fn set_fully_read(&self, user: &UserId, room: &RoomId, event: &ruma::EventId) -> Result<()> {
         self.store_account_data(user, Some(room), "m.fully_read", &json!({ "event_id": event })).await
@@ -98,7 +108,9 @@ impl RoomService {
         self.store_account_data(user, Some(room), "m.tag", &tags).await
     }
 
-    /// (room ID or "" for global, type, content) changed after `since` up to `upto`.
+    /// (room ID or "" for global, type, content) changed after `since` up to `upto`. A first
+    /// sync also gets the default push rules of a user who never changed them: clients read
+    /// their rules from there.
     pub(crate) async fn account_data_changes(
         &self,
         user: &UserId,
@@ -106,12 +118,17 @@ impl RoomService {
         upto: i64,
     ) -> Result<Vec<(String, Value)>> {
         let rows = self.store.rooms().account_data_between(user.as_str(), since.unwrap_or(-1), upto).await?;
-        Ok(rows
+        let mut out: Vec<(String, Value)> = rows
             .into_iter()
             .filter_map(|(room, kind, content)| {
                 let content: Value = serde_json::from_str(&content).ok()?;
                 Some((room, json!({ "type": kind, "content": content })))
             })
-            .collect())
+            .collect();
+        if since.is_none() && !out.iter().any(|(room, data)| room.is_empty() && data["type"] == "m.push_rules") {
+            let rules = self.push_rules(user).await?;
+            out.push((String::new(), json!({ "type": "m.push_rules", "content": { "global": rules } })));
+        }
+        Ok(out)
     }
 }

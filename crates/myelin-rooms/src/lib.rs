@@ -9,6 +9,7 @@ pub mod keys;
 mod membership;
 pub mod pdu;
 mod public;
+mod push_rules;
 mod read;
 mod receipts;
 mod relations;

@@ -7,6 +7,7 @@ mod directory;
 mod discovery;
 mod membership;
 mod profile;
+mod push_rules;
 mod receipts;
 mod register;
 mod relations;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = sync::routes(router);
     let router = account_data::routes(router);
     let router = receipts::routes(router);
+    let router = push_rules::routes(router);
     profile::routes(router)
 }
 

@@ -14,6 +14,7 @@ mod media_async;
 mod media_preview;
 mod media_thumbnails;
 mod profile_devices;
+mod push_rules;
 mod receipts;
 mod register;
 mod rooms;
