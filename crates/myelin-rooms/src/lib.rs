@@ -8,6 +8,7 @@ mod create;
 pub mod keys;
 mod membership;
 pub mod pdu;
+mod presence;
 mod public;
 mod push_rules;
 mod read;

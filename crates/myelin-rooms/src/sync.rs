@@ -70,6 +70,8 @@ pub struct StrippedRoom {
 #[derive(Debug, Default)]
 pub struct SyncRooms {
     pub next_batch: String,
+    /// `m.presence` of users sharing a room with the viewer that changed.
+    pub presence: Vec<Value>,
     /// Global account data that changed (all of it on a first sync).
     pub account_data: Vec<Value>,
     pub join: Vec<RoomUpdate>,
@@ -85,6 +87,7 @@ impl SyncRooms {
             && self.leave.is_empty()
             && self.knock.is_empty()
             && self.account_data.is_empty()
+            && self.presence.is_empty()
     }
 }
 
@@ -161,6 +164,7 @@ impl RoomService {
                 room_data.entry(room).or_default().push(data);
             }
         }
+        out.presence = self.presence_events(viewer.user, account_since, now).await?;
         let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
         for m in memberships {
             if m.forgotten

@@ -152,3 +152,13 @@ CREATE TABLE receipts (
     PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
 );
 CREATE INDEX receipts_by_stream ON receipts (room_id, stream_ordering);
+
+-- Presence of local users, at the stream position of its last change.
+CREATE TABLE presence (
+    user_id         TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,
+    status_msg      TEXT,
+    last_active_ts  BIGINT NOT NULL,
+    stream_ordering BIGINT NOT NULL
+);
+CREATE INDEX presence_by_stream ON presence (stream_ordering);

@@ -860,6 +860,69 @@ impl Rooms<'_> {
         }))
     }
 
+    /// Sets a user's presence; returns its stream position.
+    pub async fn set_presence(
+        &self,
+        user_id: &str,
+        state: &str,
+        status_msg: Option<&str>,
+        last_active_ts: i64,
+    ) -> Result<i64> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let stream = next_counter!(tx, "stream");
+            sqlx::query(
+                "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_ordering) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
+                   last_active_ts = excluded.last_active_ts, stream_ordering = excluded.stream_ordering",
+            )
+            .bind(user_id)
+            .bind(state)
+            .bind(status_msg)
+            .bind(last_active_ts)
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(stream)
+        })
+    }
+
+    /// (state, status_msg, last_active_ts) of a user.
+    pub async fn presence(&self, user_id: &str) -> Result<Option<(String, Option<String>, i64)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as("SELECT state, status_msg, last_active_ts FROM presence WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Presence changes after `since` up to `upto` of users who share a joined room with
+    /// `viewer` (and the viewer's own): (user, state, status_msg, last_active_ts).
+    pub async fn presence_between(
+        &self,
+        viewer: &str,
+        since: i64,
+        upto: i64,
+    ) -> Result<Vec<(String, String, Option<String>, i64)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
+                 WHERE p.stream_ordering > $2 AND p.stream_ordering <= $3
+                   AND (p.user_id = $1 OR p.user_id IN (
+                        SELECT o.user_id FROM memberships o JOIN memberships me ON me.room_id = o.room_id
+                        WHERE me.user_id = $1 AND me.membership = 'join' AND o.membership = 'join'))
+                 ORDER BY p.stream_ordering",
+            )
+            .bind(viewer)
+            .bind(since)
+            .bind(upto)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Stores a filter; false if the user has one with this ID already.
     pub async fn add_filter(&self, user_id: &str, filter_id: &str, json: &str) -> Result<bool> {
         Ok(on_db!(self.0, write, |pool| {

@@ -1,4 +1,4 @@
-//! `/sync` and the filters it takes (`/user/{userId}/filter`).
+//! `/sync`, the filters it takes (`/user/{userId}/filter`) and presence, which it sets.
 
 use super::{RouteRuma, rooms::raw};
 use crate::{Ruma, Services, ruma_wrapper::ApiResult};
@@ -9,8 +9,10 @@ use ruma::{
     RoomId, UInt,
     api::client::{
         filter::{FilterDefinition, RoomEventFilter, create_filter::v3 as create_filter, get_filter::v3 as get_filter},
+        presence::{get_presence::v3 as get_presence, set_presence::v3 as set_presence},
         sync::sync_events::v3 as sync_events,
     },
+    presence::PresenceState,
 };
 use std::sync::Arc;
 
@@ -19,6 +21,36 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<sync_events::Request, _, _>(sync)
         .ruma::<create_filter::Request, _, _>(create)
         .ruma::<get_filter::Request, _, _>(get)
+        .ruma::<get_presence::Request, _, _>(presence)
+        .ruma::<set_presence::Request, _, _>(put_presence)
+}
+
+/// `GET /_matrix/client/v3/presence/{userId}/status`
+async fn presence(
+    State(services): State<Arc<Services>>,
+    request: Ruma<get_presence::Request>,
+) -> ApiResult<get_presence::Response> {
+    let identity = request.identity()?;
+    let (state, status, ago) = services.rooms.presence_of(&identity.user_id, &request.body.user_id).await?;
+    let mut response = get_presence::Response::new(PresenceState::from(state.as_str()));
+    response.status_msg = status;
+    response.currently_active = Some(state == "online");
+    response.last_active_ago = Some(std::time::Duration::from_millis(ago as u64));
+    Ok(response.into())
+}
+
+/// `PUT /_matrix/client/v3/presence/{userId}/status`
+async fn put_presence(
+    State(services): State<Arc<Services>>,
+    request: Ruma<set_presence::Request>,
+) -> ApiResult<set_presence::Response> {
+    let identity = request.identity()?;
+    let b = &request.body;
+    if b.user_id != identity.user_id {
+        return Err(Error::forbidden("you may only set your own presence").into());
+    }
+    services.rooms.set_presence(&identity.user_id, b.presence.as_str(), b.status_msg.as_deref()).await?;
+    Ok(set_presence::Response::new().into())
 }
 
 fn own(identity: &myelin_accounts::Identity, user_id: &ruma::UserId) -> Result<(), Error> {
@@ -90,10 +122,16 @@ async fn sync(
         not_rooms: room.not_rooms.iter().map(ToString::to_string).collect(),
     };
     let viewer = Viewer { user: &identity.user_id, device_id: Some(identity.device_id.as_str()) };
+    // Syncing marks the user online (or unavailable), unless the client says offline.
+    match b.set_presence {
+        PresenceState::Offline => {}
+        ref state => services.rooms.presence_from_sync(&identity.user_id, state.as_str()).await?,
+    }
     let rooms = services.rooms.sync_rooms(viewer, b.since.as_deref(), &options).await?;
 
     let mut response = sync_events::Response::new(rooms.next_batch);
     response.account_data.events = rooms.account_data.iter().map(raw).collect::<Result<_, _>>()?;
+    response.presence.events = rooms.presence.iter().map(raw).collect::<Result<_, _>>()?;
     let room_id = |id: &str| RoomId::parse(id).map_err(Error::internal);
     for update in rooms.join {
         let mut joined = sync_events::JoinedRoom::new();

@@ -13,6 +13,7 @@ mod media;
 mod media_async;
 mod media_preview;
 mod media_thumbnails;
+mod presence;
 mod profile_devices;
 mod push_rules;
 mod receipts;

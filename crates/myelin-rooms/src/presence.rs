@@ -1,0 +1,76 @@
+//! Presence of local users: set by clients or by `/sync`'s `set_presence`, seen by the users
+//! who share a room with them (delivered by `/sync`), and read with `GET /presence/…/status`.
+
+use crate::service::RoomService;
+use myelin_core::{Error, Result, util::now_ms};
+use ruma::UserId;
+use serde_json::{Value, json};
+
+/// How long `/sync` keeps someone "online" without writing again: a sync every few seconds
+/// must not be a database write every few seconds.
+const ACTIVITY_REFRESH_MS: i64 = 60_000;
+
+impl RoomService {
+    /// Sets a user's presence (`online`, `unavailable`, `offline`).
+    pub async fn set_presence(&self, user: &UserId, state: &str, status_msg: Option<&str>) -> Result<()> {
+        if !matches!(state, "online" | "unavailable" | "offline") {
+            return Err(Error::invalid_param(format!("unknown presence {state}")));
+        }
+        let stream = self.store.rooms().set_presence(user.as_str(), state, status_msg, now_ms()).await?;
+        self.stream.send_if_modified(|latest| {
+            let newer = stream > *latest;
+            *latest = (*latest).max(stream);
+            newer
+        });
+        Ok(())
+    }
+
+    /// What `/sync` does with `set_presence`: records the state when it changes, or refreshes
+    /// the last activity of an online user now and then; keeps any status message.
+    pub async fn presence_from_sync(&self, user: &UserId, state: &str) -> Result<()> {
+        let current = self.store.rooms().presence(user.as_str()).await?;
+        let unchanged =
+            current.as_ref().is_some_and(|(s, _, active)| s == state && now_ms() - active < ACTIVITY_REFRESH_MS);
+        if unchanged {
+            return Ok(());
+        }
+        let status = current.and_then(|(_, status, _)| status);
+        self.set_presence(user, state, status.as_deref()).await
+    }
+
+    /// (presence, status_msg, last_active_ago ms) of a user, for someone who may see it.
+    pub async fn presence_of(&self, viewer: &UserId, user: &UserId) -> Result<(String, Option<String>, i64)> {
+        if viewer != user && !self.share_a_room(viewer, user).await? {
+            return Err(Error::forbidden("you share no room with this user"));
+        }
+        let (state, status, active) =
+            self.store.rooms().presence(user.as_str()).await?.unwrap_or_else(|| ("offline".to_owned(), None, 0));
+        Ok((state, status, (now_ms() - active).max(0)))
+    }
+
+    async fn share_a_room(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        let mine = self.joined_rooms(a).await?;
+        let theirs = self.joined_rooms(b).await?;
+        Ok(mine.iter().any(|room| theirs.contains(room)))
+    }
+
+    /// `m.presence` events of changes the viewer may see, after `since` up to `upto`.
+    pub(crate) async fn presence_events(&self, viewer: &UserId, since: Option<i64>, upto: i64) -> Result<Vec<Value>> {
+        let rows = self.store.rooms().presence_between(viewer.as_str(), since.unwrap_or(-1), upto).await?;
+        let now = now_ms();
+        Ok(rows
+            .into_iter()
+            .map(|(user, state, status, active)| {
+                let mut content = json!({
+                    "presence": state,
+                    "last_active_ago": (now - active).max(0),
+                    "currently_active": state == "online",
+                });
+                if let Some(status) = status {
+                    content["status_msg"] = json!(status);
+                }
+                json!({ "type": "m.presence", "sender": user, "content": content })
+            })
+            .collect())
+    }
+}
