@@ -44,11 +44,7 @@ impl RoomService {
         let room = room.map_or("", |r| r.as_str());
         let text = serde_json::to_string(content).map_err(Error::internal)?;
         let stream = self.store.rooms().set_account_data(user.as_str(), room, data_type, &text).await?;
-        self.stream.send_if_modified(|latest| {
-            let newer = stream > *latest;
-            *latest = (*latest).max(stream);
-            newer
-        });
+        self.advance_stream(stream);
         Ok(())
     }
 

@@ -17,11 +17,7 @@ impl RoomService {
             return Err(Error::invalid_param(format!("unknown presence {state}")));
         }
         let stream = self.store.rooms().set_presence(user.as_str(), state, status_msg, now_ms()).await?;
-        self.stream.send_if_modified(|latest| {
-            let newer = stream > *latest;
-            *latest = (*latest).max(stream);
-            newer
-        });
+        self.advance_stream(stream);
         Ok(())
     }
 

@@ -39,11 +39,7 @@ impl RoomService {
                 now_ms(),
             )
             .await?;
-        self.stream.send_if_modified(|latest| {
-            let newer = stream > *latest;
-            *latest = (*latest).max(stream);
-            newer
-        });
+        self.advance_stream(stream);
         Ok(())
     }
 

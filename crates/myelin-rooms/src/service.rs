@@ -93,6 +93,11 @@ impl RoomService {
         })
     }
 
+    /// Something took stream position `position` (account data, a receipt, presence).
+    pub(crate) fn advance_stream(&self, position: i64) {
+        advance(&self.stream, position);
+    }
+
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
     }
@@ -349,11 +354,7 @@ impl RoomService {
                 state,
             };
             lock_map(&heads).insert(room_id, HeadSlot::Ready(next));
-            stream.send_if_modified(|latest| {
-                let newer = persisted.stream_ordering > *latest;
-                *latest = (*latest).max(persisted.stream_ordering);
-                newer
-            });
+            advance(&stream, persisted.stream_ordering);
             Ok(persisted)
         });
         let persisted = task.await.map_err(Error::internal)??;
@@ -366,6 +367,15 @@ impl RoomService {
         );
         Ok(pdu)
     }
+}
+
+/// Moves the latest stream position on (never back), waking long-polling syncs.
+fn advance(stream: &tokio::sync::watch::Sender<i64>, position: i64) {
+    stream.send_if_modified(|latest| {
+        let newer = position > *latest;
+        *latest = (*latest).max(position);
+        newer
+    });
 }
 
 /// Locks a map shared between requests; a panic elsewhere never poisons it for good.

@@ -209,7 +209,8 @@ async fn joined(
     Ok(joined_members::Response::new(joined).into())
 }
 
-fn event_filter(f: &RoomEventFilter) -> EventFilter {
+/// The event filter of the rooms service from a client's `RoomEventFilter`.
+pub(crate) fn event_filter(f: &RoomEventFilter) -> EventFilter {
     EventFilter {
         types: f.types.clone(),
         not_types: f.not_types.clone(),

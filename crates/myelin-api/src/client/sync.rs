@@ -1,14 +1,17 @@
 //! `/sync`, the filters it takes (`/user/{userId}/filter`) and presence, which it sets.
 
-use super::{RouteRuma, rooms::raw};
+use super::{
+    RouteRuma,
+    rooms::{event_filter, raw},
+};
 use crate::{Ruma, Services, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
 use myelin_core::Error;
-use myelin_rooms::{EventFilter, SyncOptions, Viewer};
+use myelin_rooms::{SyncOptions, Viewer};
 use ruma::{
     RoomId, UInt,
     api::client::{
-        filter::{FilterDefinition, RoomEventFilter, create_filter::v3 as create_filter, get_filter::v3 as get_filter},
+        filter::{FilterDefinition, create_filter::v3 as create_filter, get_filter::v3 as get_filter},
         presence::{get_presence::v3 as get_presence, set_presence::v3 as set_presence},
         sync::sync_events::v3 as sync_events,
     },
@@ -82,16 +85,6 @@ async fn get(
     let json = services.rooms.filter(&identity.user_id, &request.body.filter_id).await?;
     let filter: FilterDefinition = serde_json::from_str(&json).map_err(Error::internal)?;
     Ok(get_filter::Response::new(filter).into())
-}
-
-fn event_filter(f: &RoomEventFilter) -> EventFilter {
-    EventFilter {
-        types: f.types.clone(),
-        not_types: f.not_types.clone(),
-        senders: f.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
-        not_senders: f.not_senders.iter().map(ToString::to_string).collect(),
-        lazy_load_members: !f.lazy_load_options.is_disabled(),
-    }
 }
 
 /// `GET /_matrix/client/v3/sync`
