@@ -58,6 +58,15 @@ impl RoomService {
         self.store_account_data(user, None, data_type, content).await
     }
 
+    /// The users in the viewer's `m.ignored_user_list`.
+    pub(crate) async fn ignored_users(&self, user: &UserId) -> Result<std::collections::HashSet<String>> {
+        let Some(text) = self.store.rooms().account_data(user.as_str(), "", "m.ignored_user_list").await? else {
+            return Ok(Default::default());
+        };
+        let value: Value = serde_json::from_str(&text).map_err(Error::internal)?;
+        Ok(value["ignored_users"].as_object().map(|users| users.keys().cloned().collect()).unwrap_or_default())
+    }
+
     /// The fully-read marker: room account data only the server writes.
     pub(crate) async fn set_fully_read(&self, user: &UserId, room: &RoomId, event: &ruma::EventId) -> Result<()> {
         self.store_account_data(user, Some(room), "m.fully_read", &json!({ "event_id": event })).await

@@ -118,12 +118,15 @@ pub(crate) struct Visibility<'a> {
     /// The viewer's membership now.
     current: Option<String>,
     groups: HashMap<i64, GroupFacts>,
+    /// Users the viewer ignores (`m.ignored_user_list`): their messages are not shown.
+    ignored: std::collections::HashSet<String>,
 }
 
 impl<'a> Visibility<'a> {
     pub(crate) async fn new(service: &'a RoomService, room_id: &RoomId, viewer: &'a UserId) -> Result<Self> {
         let current = service.membership_of(room_id, viewer).await?;
-        Ok(Visibility { service, viewer, current, groups: HashMap::new() })
+        let ignored = service.ignored_users(viewer).await?;
+        Ok(Visibility { service, viewer, current, groups: HashMap::new(), ignored })
     }
 
     async fn facts(&mut self, group: i64) -> Result<GroupFacts> {
@@ -151,6 +154,10 @@ impl<'a> Visibility<'a> {
 
     /// Whether the viewer may see the event, and their membership at it.
     pub(crate) async fn check(&mut self, row: &EventRow) -> Result<(bool, Option<String>)> {
+        // What ignored users send is hidden; the room's state they set stays visible.
+        if row.state_key.is_none() && self.ignored.contains(&row.sender) {
+            return Ok((false, None));
+        }
         let facts = self.facts(row.state_after).await?;
         let at = facts.membership.as_deref();
         // Users always see what happens to their own membership (a leave or a kick included,

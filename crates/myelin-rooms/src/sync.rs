@@ -166,6 +166,7 @@ impl RoomService {
         }
         out.presence = self.presence_events(viewer.user, account_since, now).await?;
         let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
+        let ignored = self.ignored_users(viewer.user).await?;
         for m in memberships {
             if m.forgotten
                 || options.not_rooms.contains(&m.room_id)
@@ -200,6 +201,13 @@ impl RoomService {
                     }
                 }
                 "invite" | "knock" if m.stream_ordering <= now && changed_since(m.stream_ordering) => {
+                    // Invites from ignored users are not shown.
+                    if m.membership == "invite"
+                        && let Some((_, invite)) = self.pdu(&m.event_id).await?
+                        && ignored.contains(invite.sender.as_str())
+                    {
+                        continue;
+                    }
                     let stripped =
                         StrippedRoom { room_id: m.room_id.clone(), events: self.stripped_state(&room_id, &m).await? };
                     if m.membership == "invite" {

@@ -3,12 +3,12 @@
 use crate::{
     backend_tests,
     common::*,
-    rooms::{create_room, enc},
+    rooms::{create_room, enc, send_text},
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-backend_tests!(global_and_room_account_data, tags, refusals);
+backend_tests!(global_and_room_account_data, tags, refusals, ignored_users);
 
 async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
     let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.token)).await;
@@ -91,4 +91,42 @@ async fn refusals(backend: Backend) {
     let unknown_room =
         format!("/_matrix/client/v3/user/{}/rooms/%21nope%3Alocalhost/account_data/x.y", enc(&alice.user_id));
     assert_error(&server.put(&unknown_room, Some(&alice.token), json!({})).await, 404, "M_NOT_FOUND");
+}
+
+async fn ignored_users(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    let list = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", enc(&alice.user_id));
+    assert_eq!(
+        server.put(&list, Some(&alice.token), json!({ "ignored_users": { bob.user_id.clone(): {} } })).await.0,
+        200
+    );
+    send_text(&server, &bob, &room, "spam", "buy now").await;
+    send_text(&server, &alice, &room, "own", "my own words").await;
+    let bodies = |value: &Value, key: &str| -> Vec<String> {
+        value[key].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+    };
+    let synced = sync(&server, &alice, "").await;
+    let timeline = &synced["rooms"]["join"][&room]["timeline"];
+    assert_eq!(bodies(timeline, "events"), ["my own words"], "{timeline}");
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20", enc(&room)), Some(&alice.token))
+        .await;
+    assert_eq!(bodies(&page, "chunk"), ["my own words"]);
+    // Bob still sees his own; invites from bob do not reach alice.
+    let (_, page) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20", enc(&room)), Some(&bob.token)).await;
+    assert_eq!(bodies(&page, "chunk"), ["my own words", "buy now"]);
+    let other = create_room(&server, &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&other)),
+            Some(&bob.token),
+            json!({ "user_id": alice.user_id }),
+        )
+        .await;
+    assert!(sync(&server, &alice, "").await["rooms"]["invite"].get(&other).is_none());
 }
