@@ -26,11 +26,6 @@ impl RoomService {
         Ok(())
     }
 
-    /// The room an alias points to.
-    pub async fn alias_target(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
-        self.resolve_alias(alias).await
-    }
-
     /// Removes an alias: its creator may, and server admins.
     pub async fn delete_alias(&self, user: &UserId, is_admin: bool, alias: &RoomAliasId) -> Result<()> {
         self.local_alias(alias)?;

@@ -209,11 +209,6 @@ impl RoomService {
         rows.into_iter().map(|row| Ok((row.event_id.clone(), Pdu::from_stored(&row.event_id, &row.json)?))).collect()
     }
 
-    /// The room's current state, as event IDs.
-    pub async fn current_state_ids(&self, room_id: &RoomId) -> Result<StateMap> {
-        Ok(self.store.rooms().current_state(room_id.as_str()).await?)
-    }
-
     /// The event currently holding a state key.
     pub async fn current_state_event(
         &self,

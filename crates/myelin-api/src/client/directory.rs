@@ -116,7 +116,7 @@ async fn get(
     State(services): State<Arc<Services>>,
     request: Ruma<get_alias::Request>,
 ) -> ApiResult<get_alias::Response> {
-    let room_id = services.rooms.alias_target(&request.body.room_alias).await?;
+    let room_id = services.rooms.resolve_alias(&request.body.room_alias).await?;
     Ok(get_alias::Response::new(room_id, vec![services.config.server_name.clone()]).into())
 }
 
