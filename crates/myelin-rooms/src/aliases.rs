@@ -2,7 +2,7 @@
 
 use crate::service::RoomService;
 use myelin_core::{Error, ErrorKind, Result};
-use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{OwnedRoomAliasId, RoomAliasId, RoomId, UserId};
 
 impl RoomService {
     fn local_alias(&self, alias: &RoomAliasId) -> Result<()> {
