@@ -3,7 +3,7 @@
 use crate::{
     backend_tests,
     common::*,
-    rooms::{create_room, enc, send_text},
+    rooms::{create_room, enc, invite, join, send_text},
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -98,7 +98,7 @@ async fn ignored_users(backend: Backend) {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let list = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", enc(&alice.user_id));
     assert_eq!(
         server.put(&list, Some(&alice.token), json!({ "ignored_users": { bob.user_id.clone(): {} } })).await.0,
@@ -121,12 +121,6 @@ async fn ignored_users(backend: Backend) {
         server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20", enc(&room)), Some(&bob.token)).await;
     assert_eq!(bodies(&page, "chunk"), ["my own words", "buy now"]);
     let other = create_room(&server, &bob, json!({})).await;
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&other)),
-            Some(&bob.token),
-            json!({ "user_id": alice.user_id }),
-        )
-        .await;
+    invite(&server, &bob, &other, &alice).await;
     assert!(sync(&server, &alice, "").await["rooms"]["invite"].get(&other).is_none());
 }

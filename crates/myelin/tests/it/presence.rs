@@ -3,7 +3,7 @@
 use crate::{
     backend_tests,
     common::*,
-    rooms::{create_room, enc},
+    rooms::{create_room, enc, join},
 };
 use serde_json::json;
 
@@ -15,7 +15,7 @@ async fn presence_between_room_members(backend: Backend) {
     let bob = server.register("bob").await;
     let eve = server.register("eve").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let status = |user: &User| format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id));
 
     // Syncing makes alice online; bob sees it.

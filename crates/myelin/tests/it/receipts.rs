@@ -3,7 +3,7 @@
 use crate::{
     backend_tests,
     common::*,
-    rooms::{create_room, enc, send_text},
+    rooms::{create_room, enc, join, send_text},
 };
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ async fn receipts_reach_members_through_sync(backend: Backend) {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let event = send_text(&server, &alice, &room, "m", "read me").await;
     let alice_next = sync(&server, &alice, "").await["next_batch"].as_str().unwrap().to_owned();
 
@@ -85,7 +85,7 @@ async fn typing(backend: Backend) {
     let bob = server.register("bob").await;
     let eve = server.register("eve").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let next = sync(&server, &alice, "").await["next_batch"].as_str().unwrap().to_owned();
     let typing = |user: &User| format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&user.user_id));
 

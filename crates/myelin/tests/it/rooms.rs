@@ -30,6 +30,20 @@ pub async fn send_text(server: &TestServer, user: &User, room: &str, txn: &str, 
     answer["event_id"].as_str().unwrap().to_owned()
 }
 
+/// `user` joins `room`, which must succeed.
+pub async fn join(server: &TestServer, user: &User, room: &str) {
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/join/{}", enc(room)), Some(&user.token), json!({})).await;
+    assert_eq!(status, 200, "join: {body}");
+}
+
+/// `inviter` invites `invitee` to `room`, which must succeed.
+pub async fn invite(server: &TestServer, inviter: &User, room: &str, invitee: &User) {
+    let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(room));
+    let (status, body) = server.post(&path, Some(&inviter.token), json!({ "user_id": invitee.user_id })).await;
+    assert_eq!(status, 200, "invite: {body}");
+}
+
 pub fn enc(s: &str) -> String {
     // Room version 3 event IDs are standard base64: `/` and `+` too.
     s.replace('%', "%25")
@@ -165,9 +179,7 @@ async fn every_room_version(backend: Backend) {
         let event_id = send_text(&server, &alice, &room, &format!("v{version}"), "hi").await;
         // v1 and v2 event IDs name the server; from v3 on they are hashes.
         assert_eq!(event_id.ends_with(":localhost"), version <= 2, "v{version}: {event_id}");
-        let (status, _) =
-            server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
-        assert_eq!(status, 200, "v{version}");
+        join(&server, &bob, &room).await;
         send_text(&server, &bob, &room, "b", "hello from bob").await;
         // Bob has no power to rename the room, in any version.
         assert_error(
@@ -302,7 +314,7 @@ async fn redactions(backend: Backend) {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let alices = send_text(&server, &alice, &room, "a", "secret").await;
     let bobs = send_text(&server, &bob, &room, "b", "oops").await;
     let redact = |user: &User, event: &str, txn: &str| {
@@ -342,7 +354,7 @@ async fn history_visibility_and_unsigned_membership(backend: Backend) {
         let invite = format!("/_matrix/client/v3/rooms/{}/invite", enc(&room));
         assert_eq!(server.post(&invite, Some(&alice.token), json!({ "user_id": bob.user_id })).await.0, 200);
         let during = send_text(&server, &alice, &room, &format!("{visibility}-2"), "while invited").await;
-        server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+        join(&server, &bob, &room).await;
         let after = send_text(&server, &alice, &room, &format!("{visibility}-3"), "after bob joined").await;
         let get = |event: String| {
             let path = format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&event));

@@ -4,7 +4,7 @@
 use crate::{
     backend_tests,
     common::*,
-    rooms::{create_room, enc, send_text},
+    rooms::{create_room, enc, invite, join, send_text},
 };
 use serde_json::{Value, json};
 
@@ -70,7 +70,7 @@ async fn relations_threads_and_aggregations(backend: Backend) {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let root = send_text(&server, &alice, &room, "root", "thread root").await;
     let thread = |body: &str| json!({ "msgtype": "m.text", "body": body, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
     let reply1 = send(&server, &bob, &room, "t1", thread("first reply")).await;
@@ -133,7 +133,7 @@ async fn relations_threads_and_aggregations(backend: Backend) {
     assert_eq!(status, 200, "{threads}");
     assert_eq!(threads["chunk"][0]["event_id"], root);
     let carol = server.register("carol").await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&carol.token), json!({})).await;
+    join(&server, &carol, &room).await;
     let (_, mine) = server
         .get(&format!("/_matrix/client/v1/rooms/{}/threads?include=participated", enc(&room)), Some(&carol.token))
         .await;
@@ -160,7 +160,7 @@ async fn public_room_directory(backend: Backend) {
         create_room(&server, &alice, json!({ "visibility": "public", "preset": "public_chat", "name": "Gardening" }))
             .await;
     let private = create_room(&server, &alice, json!({ "name": "Secret" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&public)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &public).await;
 
     let (status, list) = server.get("/_matrix/client/v3/publicRooms", None).await;
     assert_eq!(status, 200, "{list}");
@@ -191,14 +191,8 @@ async fn public_room_directory(backend: Backend) {
     // Visibility: bob (power 0) may not publish; alice publishes and hides.
     let visibility = format!("/_matrix/client/v3/directory/list/room/{}", enc(&private));
     assert_eq!(server.get(&visibility, None).await.1["visibility"], "private");
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&private)),
-            Some(&alice.token),
-            json!({ "user_id": bob.user_id }),
-        )
-        .await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&private)), Some(&bob.token), json!({})).await;
+    invite(&server, &alice, &private, &bob).await;
+    join(&server, &bob, &private).await;
     assert_error(
         &server.put(&visibility, Some(&bob.token), json!({ "visibility": "public" })).await,
         403,
@@ -235,13 +229,7 @@ async fn knocking(backend: Backend) {
         403,
         "M_FORBIDDEN",
     );
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
-            Some(&alice.token),
-            json!({ "user_id": bob.user_id }),
-        )
-        .await;
+    invite(&server, &alice, &room, &bob).await;
     assert_eq!(
         server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await.0,
         200
@@ -263,19 +251,13 @@ async fn restricted_joins(backend: Backend) {
     let rules = json!([{ "type": "m.room.join_rules", "content": {
         "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] } }]);
     let room = create_room(&server, &alice, json!({ "room_version": "9", "initial_state": rules })).await;
-    let join = format!("/_matrix/client/v3/join/{}", enc(&room));
+    let join_path = format!("/_matrix/client/v3/join/{}", enc(&room));
     // Not in the space: refused.
-    assert_error(&server.post(&join, Some(&bob.token), json!({})).await, 403, "M_FORBIDDEN");
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&space)),
-            Some(&alice.token),
-            json!({ "user_id": bob.user_id }),
-        )
-        .await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&space)), Some(&bob.token), json!({})).await;
+    assert_error(&server.post(&join_path, Some(&bob.token), json!({})).await, 403, "M_FORBIDDEN");
+    invite(&server, &alice, &space, &bob).await;
+    join(&server, &bob, &space).await;
     // In the space: joined, vouched for by alice.
-    let (status, answer) = server.post(&join, Some(&bob.token), json!({})).await;
+    let (status, answer) = server.post(&join_path, Some(&bob.token), json!({})).await;
     assert_eq!(status, 200, "{answer}");
     let (_, member) = server
         .get(
@@ -297,7 +279,7 @@ async fn upgrades(backend: Backend) {
         json!({ "room_version": "9", "preset": "public_chat", "visibility": "public", "name": "Old", "room_alias_name": "club" }),
     )
     .await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&old)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &old).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{}/ban", enc(&old)),

@@ -4,7 +4,7 @@
 use crate::{
     backend_tests,
     common::*,
-    rooms::{create_room, enc, send_text},
+    rooms::{create_room, enc, invite, join, send_text},
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -90,13 +90,7 @@ async fn invites_joins_and_leaves(backend: Backend) {
     let bob = server.register("bob").await;
     let room = create_room(&server, &alice, json!({ "name": "Club", "preset": "private_chat" })).await;
     let before = sync(&server, &bob, "").await["next_batch"].as_str().unwrap().to_owned();
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
-            Some(&alice.token),
-            json!({ "user_id": bob.user_id }),
-        )
-        .await;
+    invite(&server, &alice, &room, &bob).await;
     let invited = sync(&server, &bob, &format!("since={before}")).await;
     let state = invited["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap();
     assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Club"), "{state:?}");
@@ -106,7 +100,7 @@ async fn invites_joins_and_leaves(backend: Backend) {
     assert!(invited["rooms"]["join"].get(&room).is_none());
 
     let next = invited["next_batch"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    join(&server, &bob, &room).await;
     let joined = sync(&server, &bob, &format!("since={next}")).await;
     let room_part = &joined["rooms"]["join"][&room];
     // Newly joined: the whole state, whatever the token (the state before the timeline plus the
