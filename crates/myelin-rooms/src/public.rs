@@ -128,3 +128,21 @@ impl RoomService {
         Ok(())
     }
 }
+
+impl RoomService {
+    /// `POST /user_directory/search`: users who share a room with the searcher or are in a
+    /// public room, matching the term; and whether there were more than `limit`.
+    pub async fn search_users(
+        &self,
+        searcher: &UserId,
+        term: &str,
+        limit: usize,
+    ) -> Result<(Vec<(String, Option<String>, Option<String>)>, bool)> {
+        let limit = limit.clamp(1, 100);
+        let term = term.trim().to_lowercase();
+        let mut users = self.store.rooms().search_users(searcher.as_str(), &term, limit as i64 + 1).await?;
+        let limited = users.len() > limit;
+        users.truncate(limit);
+        Ok((users, limited))
+    }
+}

@@ -923,6 +923,34 @@ impl Rooms<'_> {
         }))
     }
 
+    /// The user directory: active users who share a joined room with `searcher` or are in a
+    /// published room, whose ID or display name contains `term` (lowercase); (user, name,
+    /// avatar), at most `limit`.
+    pub async fn search_users(
+        &self,
+        searcher: &str,
+        term: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<String>, Option<String>)>> {
+        let pattern = format!("%{}%", term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT DISTINCT u.user_id, u.displayname, u.avatar_url FROM users u
+                 JOIN memberships m ON m.user_id = u.user_id AND m.membership = 'join'
+                 WHERE NOT u.deactivated
+                   AND (m.room_id IN (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join')
+                        OR m.room_id IN (SELECT room_id FROM rooms WHERE published))
+                   AND (LOWER(u.user_id) LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(u.displayname, '')) LIKE $2 ESCAPE '\\')
+                 ORDER BY u.user_id LIMIT $3",
+            )
+            .bind(searcher)
+            .bind(pattern)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Stores a filter; false if the user has one with this ID already.
     pub async fn add_filter(&self, user_id: &str, filter_id: &str, json: &str) -> Result<bool> {
         Ok(on_db!(self.0, write, |pool| {

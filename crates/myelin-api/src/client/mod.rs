@@ -13,6 +13,7 @@ mod register;
 mod relations;
 pub(crate) mod rooms;
 mod session;
+mod startup;
 mod sync;
 
 use crate::Services;
@@ -39,6 +40,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = account_data::routes(router);
     let router = receipts::routes(router);
     let router = push_rules::routes(router);
+    let router = startup::routes(router);
     profile::routes(router)
 }
 

@@ -21,4 +21,5 @@ mod register;
 mod rooms;
 mod rooms_features;
 mod rooms_membership;
+mod startup;
 mod sync;
