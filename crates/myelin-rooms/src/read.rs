@@ -3,10 +3,13 @@
 
 use crate::{pdu::Pdu, service::RoomService};
 use myelin_core::{Error, Result, util::now_ms};
-use myelin_store::EventRow;
+use myelin_store::{EventRow, StateMap};
 use ruma::{CanonicalJsonValue, RoomId, UserId, canonical_json::RedactedBecause};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 /// Redactions, relations and transaction IDs of a set of events, fetched together.
 #[derive(Debug, Default)]
@@ -119,13 +122,23 @@ pub(crate) struct Visibility<'a> {
     current: Option<String>,
     groups: HashMap<i64, GroupFacts>,
     /// Users the viewer ignores (`m.ignored_user_list`): their messages are not shown.
-    ignored: std::collections::HashSet<String>,
+    ignored: Arc<HashSet<String>>,
 }
 
 impl<'a> Visibility<'a> {
     pub(crate) async fn new(service: &'a RoomService, room_id: &RoomId, viewer: &'a UserId) -> Result<Self> {
+        let ignored = Arc::new(service.ignored_users(viewer).await?);
+        Self::with_ignored(service, room_id, viewer, ignored).await
+    }
+
+    /// The same, with the viewer's ignored users already known (a sync reads them once).
+    pub(crate) async fn with_ignored(
+        service: &'a RoomService,
+        room_id: &RoomId,
+        viewer: &'a UserId,
+        ignored: Arc<HashSet<String>>,
+    ) -> Result<Self> {
         let current = service.membership_of(room_id, viewer).await?;
-        let ignored = service.ignored_users(viewer).await?;
         Ok(Visibility { service, viewer, current, groups: HashMap::new(), ignored })
     }
 
@@ -133,7 +146,7 @@ impl<'a> Visibility<'a> {
         if let Some(facts) = self.groups.get(&group) {
             return Ok(facts.clone());
         }
-        let state = self.service.store.rooms().state_at_group(group).await?;
+        let state = self.service.state_at(group).await?;
         let content_of = |kind: &str, key: &str| state.get(&(kind.to_owned(), key.to_owned())).cloned();
         let mut ids = Vec::new();
         let visibility_id = content_of("m.room.history_visibility", "");
@@ -222,7 +235,6 @@ impl RoomService {
         membership: Option<String>,
         extras: &Extras,
     ) -> Result<Value> {
-        let rooms = self.store.rooms();
         let redaction = extras.redactions.get(&row.event_id);
         let mut json = pdu.json.clone();
         let mut unsigned = serde_json::Map::new();
@@ -263,8 +275,8 @@ impl RoomService {
             unsigned.insert("membership".into(), json!(membership));
         }
         if let Some(state_key) = &row.state_key
-            && let Some(prev_id) = rooms
-                .state_at_group(row.state_before)
+            && let Some(prev_id) = self
+                .state_at(row.state_before)
                 .await?
                 .get(&(row.event_type.clone(), state_key.clone()))
                 .filter(|id| **id != row.event_id)
@@ -363,7 +375,7 @@ impl RoomService {
     pub async fn state_for(&self, viewer: Viewer<'_>, room_id: &RoomId) -> Result<Vec<Value>> {
         let ids = match self.readable_state_group(room_id, viewer.user).await? {
             None => self.store.rooms().current_state(room_id.as_str()).await?,
-            Some(group) => self.store.rooms().state_at_group(group).await?,
+            Some(group) => StateMap::clone(&*self.state_at(group).await?),
         };
         self.client_events(viewer, ids.into_values().collect()).await
     }
@@ -379,7 +391,7 @@ impl RoomService {
         let key = (kind.to_owned(), state_key.to_owned());
         let id = match self.readable_state_group(room_id, viewer.user).await? {
             None => self.store.rooms().current_state_event_id(room_id.as_str(), kind, state_key).await?,
-            Some(group) => self.store.rooms().state_at_group(group).await?.remove(&key),
+            Some(group) => self.state_at(group).await?.get(&key).cloned(),
         };
         let id = id.ok_or_else(|| Error::not_found(format!("the room has no {kind} state with key `{state_key}`")))?;
         let events = self.client_events(viewer, vec![id]).await?;
@@ -425,7 +437,7 @@ impl RoomService {
             None => None,
         };
         let state = match (at_group, readable) {
-            (Some(group), _) | (None, Some(group)) => self.store.rooms().state_at_group(group).await?,
+            (Some(group), _) | (None, Some(group)) => StateMap::clone(&*self.state_at(group).await?),
             (None, None) => self.store.rooms().current_state(room_id.as_str()).await?,
         };
         let ids: Vec<String> =
@@ -502,7 +514,7 @@ impl RoomService {
         let (events_after, end, last_after) = side(true, after_n).await?;
         let start = earliest - 1;
         let state_group = last_after.as_ref().unwrap_or(&row).state_after;
-        let ids: Vec<String> = self.store.rooms().state_at_group(state_group).await?.into_values().collect();
+        let ids: Vec<String> = self.state_at(state_group).await?.values().cloned().collect();
         let state = self.client_events(viewer, ids).await?;
         // Tokens: paginating backwards from `start` continues before the earliest event
         // returned, forwards from `end` after the latest.

@@ -36,6 +36,9 @@ pub struct RoomService {
     /// The latest stream position persisted: long-polling `/sync` requests wait on it.
     pub(crate) stream: Arc<tokio::sync::watch::Sender<i64>>,
     pub(crate) typing: Arc<crate::typing::Typing>,
+    /// Room states by state group. Groups never change once written, so an entry never goes
+    /// stale; reading one otherwise walks up to 50 delta groups in the database.
+    states: Mutex<HashMap<i64, Arc<StateMap>>>,
 }
 
 /// A room's head, or the gate of the write that is about to replace it.
@@ -58,6 +61,9 @@ struct RoomHead {
     state_group: Option<i64>,
     state: Arc<StateMap>,
 }
+
+/// Entries of the state cache before it is emptied and starts over.
+const STATE_CACHE_ENTRIES: usize = 2_000;
 
 /// Entries of the parsed-event cache before it is emptied and starts over.
 const PDU_CACHE_ENTRIES: usize = 20_000;
@@ -90,6 +96,7 @@ impl RoomService {
             pdu_cache: Arc::default(),
             stream: Arc::new(tokio::sync::watch::Sender::new(0)),
             typing: crate::typing::Typing::new(),
+            states: Mutex::default(),
         })
     }
 
@@ -123,6 +130,20 @@ impl RoomService {
         let info = RoomInfo { room_id: room_id.to_owned(), version, rules };
         lock_map(&self.infos).insert(room_id.to_owned(), info.clone());
         Ok(Some(info))
+    }
+
+    /// The room state in a state group, from the cache or the store.
+    pub(crate) async fn state_at(&self, group: i64) -> Result<Arc<StateMap>> {
+        if let Some(state) = lock_map(&self.states).get(&group) {
+            return Ok(state.clone());
+        }
+        let state = Arc::new(self.store.rooms().state_at_group(group).await?);
+        let mut states = lock_map(&self.states);
+        if states.len() >= STATE_CACHE_ENTRIES {
+            states.clear();
+        }
+        states.insert(group, state.clone());
+        Ok(state)
     }
 
     /// Parsed events by ID, from the cache or the store (those that exist).
@@ -174,8 +195,8 @@ impl RoomService {
         let latest = prev_rows.iter().max_by_key(|row| row.stream_ordering);
         let state_group = latest.map(|row| row.state_after);
         let state = match state_group {
-            Some(group) => rooms.state_at_group(group).await?,
-            None => StateMap::new(),
+            Some(group) => self.state_at(group).await?,
+            None => Arc::new(StateMap::new()),
         };
         let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
         let mut prev_events = Vec::with_capacity(prev_rows.len());
@@ -188,7 +209,7 @@ impl RoomService {
             prev_events,
             depth: prev_rows.iter().map(|row| row.depth).max().unwrap_or(0),
             state_group,
-            state: Arc::new(state),
+            state,
         })
     }
 

@@ -11,7 +11,7 @@ use myelin_core::{Error, Result};
 use myelin_store::{EventRow, MembershipRow, StateMap};
 use ruma::RoomId;
 use serde_json::{Value, json};
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 /// The longest a client may make `/sync` wait.
 pub const MAX_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -91,6 +91,15 @@ impl SyncRooms {
     }
 }
 
+/// The part of a room's history a sync covers: after `since` up to `upto`; `fresh` when the
+/// client needs the room from scratch (first sync, newly joined, `full_state`).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since: Option<i64>,
+    upto: i64,
+    fresh: bool,
+}
+
 /// The state keys invitees and knockers see (the spec's recommendation for stripped state).
 const STRIPPED_STATE: &[&str] = &[
     "m.room.create",
@@ -166,7 +175,7 @@ impl RoomService {
         }
         out.presence = self.presence_events(viewer.user, account_since, now).await?;
         let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
-        let ignored = self.ignored_users(viewer.user).await?;
+        let ignored = Arc::new(self.ignored_users(viewer.user).await?);
         for m in memberships {
             if m.forgotten
                 || options.not_rooms.contains(&m.room_id)
@@ -184,7 +193,10 @@ impl RoomService {
                     let mut ephemeral: Vec<Value> =
                         self.receipt_event(viewer.user, &room_id, receipts_since, now).await?.into_iter().collect();
                     ephemeral.extend(self.typing.event(&room_id, if fresh { None } else { since_typing }));
-                    match self.room_update(viewer, &room_id, since, now, fresh, options).await? {
+                    match self
+                        .room_update(viewer, &room_id, Window { since, upto: now, fresh }, options, &ignored)
+                        .await?
+                    {
                         Some(mut update) => {
                             update.account_data = data;
                             update.ephemeral = ephemeral;
@@ -220,8 +232,15 @@ impl RoomService {
                     let left_now = since.is_some() && changed_since(m.stream_ordering);
                     let wanted = left_now || (options.include_leave && (since.is_none() || options.full_state));
                     if wanted
-                        && let Some(mut update) =
-                            self.room_update(viewer, &room_id, since, m.stream_ordering, true, options).await?
+                        && let Some(mut update) = self
+                            .room_update(
+                                viewer,
+                                &room_id,
+                                Window { since, upto: m.stream_ordering, fresh: true },
+                                options,
+                                &ignored,
+                            )
+                            .await?
                     {
                         update.summary = None;
                         out.leave.push(update);
@@ -240,23 +259,23 @@ impl RoomService {
         &self,
         viewer: Viewer<'_>,
         room_id: &RoomId,
-        since: Option<i64>,
-        upto: i64,
-        fresh: bool,
+        window: Window,
         options: &SyncOptions,
+        ignored: &Arc<HashSet<String>>,
     ) -> Result<Option<RoomUpdate>> {
+        let Window { since, upto, fresh } = window;
         let rooms = self.store.rooms();
         let limit = options.timeline_limit.clamp(1, 500);
         // The latest `limit + 1` events of the window, newest first: one more tells `limited`.
         let lower = if fresh { 0 } else { since.unwrap_or(0) };
         let mut rows = rooms.events_in_room(room_id.as_str(), upto + 1, Some(lower), false, limit as i64 + 1).await?;
-        let limited = rows.len() > limit || (fresh && rows.len() == limit + 1);
+        let limited = rows.len() > limit;
         rows.truncate(limit);
         rows.reverse();
         if rows.is_empty() && !fresh {
             return Ok(None);
         }
-        let mut visibility = Visibility::new(self, room_id, viewer.user).await?;
+        let mut visibility = Visibility::with_ignored(self, room_id, viewer.user, ignored.clone()).await?;
         let mut shown: Vec<(EventRow, Option<String>)> = Vec::new();
         for row in &rows {
             if !options.timeline.matches(row) {
@@ -279,9 +298,9 @@ impl RoomService {
 
         // The state before the timeline (or now, when it is empty).
         let state_at_start: StateMap = match rows.first() {
-            Some(first) => rooms.state_at_group(first.state_before).await?,
+            Some(first) => StateMap::clone(&*self.state_at(first.state_before).await?),
             None => match rooms.event_at_or_before(room_id.as_str(), upto).await? {
-                Some(row) => rooms.state_at_group(row.state_after).await?,
+                Some(row) => StateMap::clone(&*self.state_at(row.state_after).await?),
                 None => StateMap::new(),
             },
         };
@@ -299,7 +318,7 @@ impl RoomService {
         } else if limited {
             // What changed between the last sync and the start of the timeline.
             let before: StateMap = match rooms.event_at_or_before(room_id.as_str(), since.unwrap_or(0)).await? {
-                Some(row) => rooms.state_at_group(row.state_after).await?,
+                Some(row) => StateMap::clone(&*self.state_at(row.state_after).await?),
                 None => StateMap::new(),
             };
             state_at_start.iter().filter(|(key, id)| before.get(*key) != Some(*id)).map(|(_, id)| id.clone()).collect()
