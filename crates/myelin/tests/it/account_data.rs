@@ -4,17 +4,12 @@ use crate::{
     backend_tests,
     common::*,
     rooms::{create_room, enc, invite, join, send_text},
+    sync::sync,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 backend_tests!(global_and_room_account_data, tags, refusals, ignored_users);
-
-async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
-    let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.token)).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 fn of_type<'a>(events: &'a Value, kind: &str) -> Option<&'a Value> {
     events["events"].as_array()?.iter().find(|e| e["type"] == kind)

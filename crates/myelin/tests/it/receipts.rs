@@ -4,16 +4,11 @@ use crate::{
     backend_tests,
     common::*,
     rooms::{create_room, enc, join, send_text},
+    sync::sync,
 };
 use serde_json::{Value, json};
 
 backend_tests!(receipts_reach_members_through_sync, read_markers_and_refusals, typing);
-
-async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
-    let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.token)).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 fn receipt_content<'a>(sync: &'a Value, room: &str) -> Option<&'a Value> {
     sync["rooms"]["join"][room]["ephemeral"]["events"]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 backend_tests!(initial_and_incremental, invites_joins_and_leaves, long_poll, filters_and_bad_tokens);
 
-async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
+/// A `/sync` with this query string, which must succeed.
+pub async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
     let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.token)).await;
     assert_eq!(status, 200, "{body}");
     body
