@@ -8,7 +8,6 @@ use myelin_core::{Error, ErrorKind, Result, util::random_string};
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, RoomVersionId, UserId,
     api::client::room::{Visibility, create_room::v3::Request as CreateRoomRequest, create_room::v3::RoomPreset},
-    events::TimelineEventType,
 };
 use serde_json::{Value, json};
 
@@ -43,30 +42,9 @@ impl RoomService {
             Some(name) => Some(self.free_alias(name).await?),
             None => None,
         };
-        let room_id = RoomId::parse(format!("!{}:{server_name}", random_string(18))).map_err(Error::internal)?;
-        let room = RoomInfo { room_id: room_id.clone(), version: version.clone(), rules };
-        let _lock = self.lock(&room_id).await;
-
-        // 1. The create event, with what the client added to its content.
-        let mut create = match &request.creation_content {
-            Some(raw) => serde_json::from_str::<Value>(raw.json().get())
-                .map_err(|e| Error::bad_json(format!("creation_content: {e}")))?,
-            None => json!({}),
-        };
-        let Some(fields) = create.as_object_mut() else {
-            return Err(Error::bad_json("creation_content must be an object"));
-        };
-        if !room.rules.authorization.use_room_create_sender {
-            fields.insert("creator".into(), json!(creator));
-        }
-        fields.insert("room_version".into(), json!(version));
-        self.append(&room, creator, state("m.room.create", "", create), None, true).await?;
-
-        // 2. The creator joins.
-        let member = self.member_content_with_profile(creator, "join").await?;
-        self.append(&room, creator, state("m.room.member", creator.as_str(), member), None, false).await?;
-
-        // 3. Power levels: the defaults, the invitees of a trusted private chat, the override.
+        // Everything the client sent is parsed and checked before the first event is written:
+        // a request refused halfway would leave a room half made.
+        // Power levels: the defaults, the invitees of a trusted private chat, the override.
         let preset = request.preset.clone().unwrap_or(match request.visibility {
             Visibility::Public => RoomPreset::PublicChat,
             _ => RoomPreset::PrivateChat,
@@ -107,7 +85,54 @@ impl RoomService {
             for (key, value) in overrides {
                 power_levels[key] = value.clone();
             }
+            // Refused before anything is written: a room half made would stay behind.
+            serde_json::from_value::<ruma::events::room::power_levels::RoomPowerLevelsEventContent>(
+                power_levels.clone(),
+            )
+            .map_err(|e| Error::bad_json(format!("power_level_content_override: {e}")))?;
         }
+        let initial: Vec<(String, String, Value)> = request
+            .initial_state
+            .iter()
+            .map(|raw| {
+                let event: Value = serde_json::from_str(raw.json().get())
+                    .map_err(|e| Error::bad_json(format!("initial_state: {e}")))?;
+                let kind =
+                    event["type"].as_str().ok_or_else(|| Error::bad_json("initial_state event without a type"))?;
+                if kind == "m.room.member" || kind == "m.room.create" {
+                    return Err(Error::bad_json(format!("initial_state may not hold {kind} events")));
+                }
+                if !event["content"].is_object() {
+                    return Err(Error::bad_json(format!("initial_state {kind}: the content must be an object")));
+                }
+                let state_key = event["state_key"].as_str().unwrap_or_default();
+                Ok((kind.to_owned(), state_key.to_owned(), event["content"].clone()))
+            })
+            .collect::<Result<_>>()?;
+        let room_id = RoomId::parse(format!("!{}:{server_name}", random_string(18))).map_err(Error::internal)?;
+        let room = RoomInfo { room_id: room_id.clone(), version: version.clone(), rules };
+        let _lock = self.lock(&room_id).await;
+
+        // 1. The create event, with what the client added to its content.
+        let mut create = match &request.creation_content {
+            Some(raw) => serde_json::from_str::<Value>(raw.json().get())
+                .map_err(|e| Error::bad_json(format!("creation_content: {e}")))?,
+            None => json!({}),
+        };
+        let Some(fields) = create.as_object_mut() else {
+            return Err(Error::bad_json("creation_content must be an object"));
+        };
+        if !room.rules.authorization.use_room_create_sender {
+            fields.insert("creator".into(), json!(creator));
+        }
+        fields.insert("room_version".into(), json!(version));
+        self.append(&room, creator, state("m.room.create", "", create), None, true).await?;
+
+        // 2. The creator joins.
+        let member = self.member_content_with_profile(creator, "join").await?;
+        self.append(&room, creator, state("m.room.member", creator.as_str(), member), None, false).await?;
+
+        // 3. Power levels (computed and checked above).
         self.append(&room, creator, state("m.room.power_levels", "", power_levels), None, false).await?;
 
         // 4. The canonical alias.
@@ -118,18 +143,6 @@ impl RoomService {
         }
 
         // 5. What the preset says, unless initial_state sets it.
-        let initial: Vec<(String, String, Value)> = request
-            .initial_state
-            .iter()
-            .map(|raw| {
-                let event: Value = serde_json::from_str(raw.json().get())
-                    .map_err(|e| Error::bad_json(format!("initial_state: {e}")))?;
-                let kind =
-                    event["type"].as_str().ok_or_else(|| Error::bad_json("initial_state event without a type"))?;
-                let state_key = event["state_key"].as_str().unwrap_or_default();
-                Ok((kind.to_owned(), state_key.to_owned(), event["content"].clone()))
-            })
-            .collect::<Result<_>>()?;
         let overridden = |kind: &str| initial.iter().any(|(k, key, _)| k == kind && key.is_empty());
         let (join_rule, history, guest) = match preset {
             RoomPreset::PublicChat => ("public", "shared", "forbidden"),
@@ -147,9 +160,6 @@ impl RoomService {
 
         // 6. initial_state, 7. name and topic.
         for (kind, state_key, content) in initial {
-            if kind == TimelineEventType::RoomMember.to_string() || kind == "m.room.create" {
-                return Err(Error::bad_json(format!("initial_state may not hold {kind} events")));
-            }
             self.append(&room, creator, state(&kind, &state_key, content), None, false).await?;
         }
         if let Some(name) = &request.name {

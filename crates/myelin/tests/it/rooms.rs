@@ -443,6 +443,17 @@ async fn malformed_requests(backend: Backend) {
         .post("/_matrix/client/v3/createRoom", Some(&alice.token), json!({ "initial_state": [{ "content": {} }] }))
         .await;
     assert_eq!(status, 400);
+    // Refused before anything is written: no half-made room is left joined.
+    for body in [
+        json!({ "power_level_content_override": { "users": "everyone" } }),
+        json!({ "initial_state": [{ "type": "m.room.member", "state_key": alice.user_id, "content": {} }] }),
+        json!({ "initial_state": [{ "type": "m.room.name", "content": "not an object" }] }),
+    ] {
+        let (status, answer) = server.post("/_matrix/client/v3/createRoom", Some(&alice.token), body.clone()).await;
+        assert_eq!((status.as_u16(), answer["errcode"].as_str()), (400, Some("M_BAD_JSON")), "{body}");
+    }
+    let (_, joined) = server.get("/_matrix/client/v3/joined_rooms", Some(&alice.token)).await;
+    assert_eq!(joined["joined_rooms"], json!([room]));
 }
 
 async fn relayed_content_is_untouched(backend: Backend) {
