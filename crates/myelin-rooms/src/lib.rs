@@ -5,6 +5,7 @@
 mod account_data;
 mod aliases;
 mod create;
+pub mod e2ee;
 pub mod keys;
 mod membership;
 pub mod pdu;

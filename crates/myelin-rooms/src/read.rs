@@ -90,15 +90,22 @@ pub fn parse_token(token: &str) -> Result<i64> {
     parse_sync_token(token).map(|(stream, _)| stream)
 }
 
-/// A `/sync` token: `s<N>` or `s<N>_<T>`, T being the typing position (typing notifications
-/// live in memory and count separately). Any of them also serves as a pagination token.
+/// A `/sync` token: `s<N>`, `s<N>_<T>` or `s<N>_<T>_<D>`, T being the typing position
+/// (typing notifications live in memory and count separately) and D the last to-device message
+/// delivered when a sync could not deliver all of them (see `e2ee::to_device`). Any of them
+/// also serves as a pagination token.
 pub fn parse_sync_token(token: &str) -> Result<(i64, Option<u64>)> {
     let bad = || Error::invalid_param(format!("`{token}` is not a pagination token of this server"));
     let rest = token.strip_prefix('s').ok_or_else(bad)?;
-    let (stream, typing) = match rest.split_once('_') {
-        Some((stream, typing)) => (stream, Some(typing.parse::<u64>().map_err(|_| bad())?)),
-        None => (rest, None),
-    };
+    let mut parts = rest.split('_');
+    let stream = parts.next().unwrap_or_default();
+    let typing = parts.next().map(|typing| typing.parse::<u64>().map_err(|_| bad())).transpose()?;
+    if let Some(to_device) = parts.next() {
+        to_device.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
     let stream = stream.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
     Ok((stream, typing))
 }

@@ -78,6 +78,11 @@ pub struct SyncRooms {
     pub invite: Vec<StrippedRoom>,
     pub leave: Vec<RoomUpdate>,
     pub knock: Vec<StrippedRoom>,
+    /// To-device messages for the syncing device.
+    pub to_device: Vec<Value>,
+    /// Users whose devices changed / no longer sharing a room (incremental syncs only).
+    pub device_lists_changed: Vec<String>,
+    pub device_lists_left: Vec<String>,
 }
 
 impl SyncRooms {
@@ -88,6 +93,9 @@ impl SyncRooms {
             && self.knock.is_empty()
             && self.account_data.is_empty()
             && self.presence.is_empty()
+            && self.to_device.is_empty()
+            && self.device_lists_changed.is_empty()
+            && self.device_lists_left.is_empty()
     }
 }
 
@@ -119,6 +127,10 @@ impl RoomService {
         since: Option<&str>,
         options: &SyncOptions,
     ) -> Result<SyncRooms> {
+        // Syncing with a token acknowledges the to-device messages it delivered.
+        if let (Some(token), Some(device)) = (since, viewer.device_id) {
+            self.acknowledge_to_device(viewer.user, device, token).await?;
+        }
         let since = since.map(parse_sync_token).transpose()?;
         let (since, since_typing) = (since.map(|(stream, _)| stream), since.and_then(|(_, typing)| typing));
         let deadline = tokio::time::Instant::now() + options.timeout.min(MAX_SYNC_TIMEOUT);
@@ -174,6 +186,18 @@ impl RoomService {
             }
         }
         out.presence = self.presence_events(viewer.user, account_since, now).await?;
+        if let Some(device) = viewer.device_id {
+            let to_device = self.to_device_for_sync(viewer.user, device, now).await?;
+            out.to_device = to_device.events;
+            if let Some(delivered) = to_device.delivered_upto {
+                out.next_batch = format!("{}_{delivered}", out.next_batch);
+            }
+        }
+        if let Some(since) = since {
+            let (changed, left) = self.device_list_updates(viewer.user, since, now).await?;
+            out.device_lists_changed = changed.into_iter().collect();
+            out.device_lists_left = left.into_iter().collect();
+        }
         let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
         let ignored = Arc::new(self.ignored_users(viewer.user).await?);
         for m in memberships {

@@ -66,6 +66,17 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// Takes the next value of a counter inside the caller's transaction.
+macro_rules! next_counter {
+    ($tx:expr, $name:expr) => {
+        sqlx::query_scalar::<_, i64>("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+            .bind($name)
+            .fetch_one(&mut *$tx)
+            .await?
+    };
+}
+pub(crate) use next_counter;
+
 impl Db {
     pub(crate) async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -1,26 +1,32 @@
 //! The Store API of Myelin: domain operations over SQLite or PostgreSQL. The only code that
 //! speaks SQL; services never learn which database they run on.
 
+mod backup;
 mod db;
 mod error;
+mod keys;
 mod media;
 mod meta;
 mod registration_tokens;
 mod rooms;
+mod to_device;
 mod tokens;
 mod uia;
 mod users;
 
 pub mod testing;
 
+pub use backup::{BackupKeyRow, BackupVersionRow, Backups};
 pub use db::{Backend, ConnectOptions};
 pub use error::{Error, Result};
+pub use keys::{KeySignatureRow, Keys, OneTimeKeyRow};
 pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
 pub use rooms::{
     EventRow, MembershipRow, NewEvent, NewRoom, Persisted, RelationRow, RoomRow, Rooms, StateKey, StateMap,
 };
+pub use to_device::{NewToDevice, ToDevice, ToDeviceRow};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};
 pub use uia::{UiaSession, UiaSessions};
 pub use users::{DeviceRow, NewRegistration, UserRow, Users};
@@ -67,6 +73,18 @@ impl Store {
 
     pub fn rooms(&self) -> Rooms<'_> {
         Rooms(&self.db)
+    }
+
+    pub fn keys(&self) -> Keys<'_> {
+        Keys(&self.db)
+    }
+
+    pub fn to_device(&self) -> ToDevice<'_> {
+        ToDevice(&self.db)
+    }
+
+    pub fn backups(&self) -> Backups<'_> {
+        Backups(&self.db)
     }
 
     pub fn meta(&self) -> Meta<'_> {

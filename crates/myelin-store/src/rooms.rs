@@ -3,7 +3,7 @@
 
 use crate::{
     Result,
-    db::{BeginWrite, Db, on_db},
+    db::{BeginWrite, Db, next_counter, on_db},
 };
 use std::collections::BTreeMap;
 
@@ -106,16 +106,6 @@ macro_rules! event_columns {
     () => {
         "event_id, room_id, stream_ordering, depth, event_type, state_key, sender, origin_server_ts, state_before, \
          state_after, json"
-    };
-}
-
-/// Takes the next value of a counter inside the caller's transaction.
-macro_rules! next_counter {
-    ($tx:expr, $name:expr) => {
-        sqlx::query_scalar::<_, i64>("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
-            .bind($name)
-            .fetch_one(&mut *$tx)
-            .await?
     };
 }
 

@@ -1,9 +1,10 @@
-//! Users and their devices. Deleting a device deletes everything that hangs off it (tokens now;
-//! keys and to-device messages as those arrive), in one transaction.
+//! Users and their devices. Deleting a device deletes everything that hangs off it (tokens,
+//! device and one-time keys, pending to-device messages) in one transaction, and records a
+//! device-list change so other users' clients learn it is gone.
 
 use crate::{
     Error, Result,
-    db::{BeginWrite, Db, on_db},
+    db::{BeginWrite, Db, next_counter, on_db},
     tokens::NewAccessToken,
 };
 
@@ -270,19 +271,37 @@ impl Users<'_> {
         Ok(())
     }
 
-    /// Deletes the given devices with their tokens; returns how many devices existed.
+    /// Deletes the given devices with their tokens, keys and to-device messages; returns how
+    /// many devices existed.
     pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<u64> {
         Ok(on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut deleted = 0;
             for device_id in device_ids {
                 delete_device_tokens!(tx, user_id, device_id);
+                for sql in [
+                    "DELETE FROM device_keys WHERE user_id = $1 AND device_id = $2",
+                    "DELETE FROM one_time_keys WHERE user_id = $1 AND device_id = $2",
+                    "DELETE FROM fallback_keys WHERE user_id = $1 AND device_id = $2",
+                    "DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2",
+                    "DELETE FROM key_signatures WHERE target_user_id = $1 AND target_key_id = $2",
+                ] {
+                    sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *tx).await?;
+                }
                 deleted += sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
                     .bind(user_id)
                     .bind(device_id)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+            }
+            if deleted > 0 {
+                let stream = next_counter!(tx, "stream");
+                sqlx::query("INSERT INTO device_list_changes (stream_ordering, user_id) VALUES ($1, $2)")
+                    .bind(stream)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             deleted

@@ -20,6 +20,7 @@ async fn post_password(
     let subject = request.identity.as_ref().map(|i| (&*i.user_id, &*i.device_id));
     let body = &request.body;
     services.accounts.change_password(subject, &body.new_password, body.logout_devices, body.auth.as_ref()).await?;
+    services.rooms.wake_syncs().await?;
     Ok(change_password::Response::new().into())
 }
 

@@ -56,6 +56,8 @@ async fn update(
     let identity = request.identity()?;
     let body = &request.body;
     services.accounts.rename_device(&identity.user_id, body.device_id.as_str(), body.display_name.as_deref()).await?;
+    // Other users' clients show device names from /keys/query.
+    services.rooms.device_list_changed(&identity.user_id).await?;
     Ok(update_device::Response::new().into())
 }
 
@@ -72,6 +74,7 @@ async fn delete(
         .accounts
         .delete_devices(&identity.user_id, std::slice::from_ref(&body.device_id), body.auth.as_ref())
         .await?;
+    services.rooms.wake_syncs().await?;
     Ok(delete_device::Response::new().into())
 }
 
@@ -83,5 +86,6 @@ async fn delete_many(
     let identity = request.identity()?;
     let body = &request.body;
     services.accounts.delete_devices(&identity.user_id, &body.devices, body.auth.as_ref()).await?;
+    services.rooms.wake_syncs().await?;
     Ok(delete_devices::Response::new().into())
 }

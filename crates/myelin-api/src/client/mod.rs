@@ -5,6 +5,8 @@ mod account_data;
 mod devices;
 mod directory;
 mod discovery;
+mod key_backup;
+mod keys;
 mod membership;
 mod profile;
 mod push_rules;
@@ -15,6 +17,7 @@ pub(crate) mod rooms;
 mod session;
 mod startup;
 mod sync;
+mod to_device;
 
 use crate::Services;
 use axum::{
@@ -41,6 +44,9 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = receipts::routes(router);
     let router = push_rules::routes(router);
     let router = startup::routes(router);
+    let router = keys::routes(router);
+    let router = key_backup::routes(router);
+    let router = to_device::routes(router);
     profile::routes(router)
 }
 

@@ -101,6 +101,7 @@ async fn post_logout(
 ) -> ApiResult<logout::Response> {
     let identity = request.identity()?;
     services.accounts.logout(&identity.user_id, &identity.device_id).await?;
+    services.rooms.wake_syncs().await?;
     Ok(logout::Response::new().into())
 }
 
@@ -110,6 +111,7 @@ async fn post_logout_all(
     request: Ruma<logout_all::Request>,
 ) -> ApiResult<logout_all::Response> {
     services.accounts.logout_all(&request.identity()?.user_id).await?;
+    services.rooms.wake_syncs().await?;
     Ok(logout_all::Response::new().into())
 }
 

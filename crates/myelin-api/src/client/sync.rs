@@ -123,6 +123,26 @@ async fn sync(
     let rooms = services.rooms.sync_rooms(viewer, b.since.as_deref(), &options).await?;
 
     let mut response = sync_events::Response::new(rooms.next_batch);
+    response.to_device.events = rooms.to_device.iter().map(raw).collect::<Result<_, _>>()?;
+    let users = |ids: &[String]| ids.iter().filter_map(|u| ruma::UserId::parse(u).ok()).collect::<Vec<_>>();
+    response.device_lists.changed = users(&rooms.device_lists_changed);
+    response.device_lists.left = users(&rooms.device_lists_left);
+    response.device_one_time_keys_count = services
+        .rooms
+        .one_time_key_counts(&identity.user_id, &identity.device_id)
+        .await?
+        .into_iter()
+        .map(|(algorithm, n)| (ruma::OneTimeKeyAlgorithm::from(algorithm.as_str()), UInt::new_saturating(n)))
+        .collect();
+    response.device_unused_fallback_key_types = Some(
+        services
+            .rooms
+            .unused_fallback_key_types(&identity.user_id, &identity.device_id)
+            .await?
+            .iter()
+            .map(|a| ruma::OneTimeKeyAlgorithm::from(a.as_str()))
+            .collect(),
+    );
     response.account_data.events = rooms.account_data.iter().map(raw).collect::<Result<_, _>>()?;
     response.presence.events = rooms.presence.iter().map(raw).collect::<Result<_, _>>()?;
     let room_id = |id: &str| RoomId::parse(id).map_err(Error::internal);

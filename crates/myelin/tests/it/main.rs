@@ -7,6 +7,7 @@ mod account;
 mod account_data;
 mod cli;
 mod discovery;
+mod e2ee;
 mod errors;
 mod login;
 mod media;
