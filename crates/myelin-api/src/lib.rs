@@ -33,10 +33,12 @@ pub struct Services {
 
 impl Services {
     pub async fn new(config: Arc<Config>, store: Store) -> myelin_core::Result<Arc<Self>> {
+        let rooms = RoomService::new(store.clone(), config.clone())?;
+        rooms.start().await?;
         Ok(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone()),
             media: MediaService::new(store.clone(), config.clone()).await?,
-            rooms: RoomService::new(store.clone(), config.clone())?,
+            rooms,
             rate_limits: RateLimits::new(&config.rate_limits),
             config,
             store,

@@ -48,6 +48,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The content repository (media).
     pub media: MediaConfig,
+    /// The TURN server clients use for VoIP calls (`/voip/turnServer`).
+    pub turn: TurnConfig,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             well_known: WellKnownConfig::default(),
             limits: LimitsConfig::default(),
             media: MediaConfig::default(),
+            turn: TurnConfig::default(),
         }
     }
 }
@@ -204,6 +207,36 @@ pub struct WellKnownConfig {
     /// Delegated federation address ("matrix.example.org:443") for
     /// `/.well-known/matrix/server`; when unset that endpoint answers 404.
     pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// TURN URIs handed to clients, e.g. ["turns:turn.example.org:5349?transport=tcp",
+    /// "turn:turn.example.org:3478?transport=udp"]. Empty: no TURN server (`{}` is answered).
+    pub uris: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret` with
+    /// `use-auth-secret`): each user gets a username "<expiry>:<user ID>" and its HMAC-SHA1 as
+    /// password. Takes precedence over `username`/`password`.
+    pub shared_secret: Option<String>,
+    /// A fixed username for every user (when there is no shared secret).
+    pub username: Option<String>,
+    /// The password going with `username`.
+    pub password: Option<String>,
+    /// How long credentials made from the shared secret stay valid, in seconds.
+    pub user_lifetime_secs: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            uris: Vec::new(),
+            shared_secret: None,
+            username: None,
+            password: None,
+            user_lifetime_secs: 24 * 60 * 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

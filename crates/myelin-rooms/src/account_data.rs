@@ -44,6 +44,10 @@ impl RoomService {
         let room = room.map_or("", |r| r.as_str());
         let text = serde_json::to_string(content).map_err(Error::internal)?;
         let stream = self.store.rooms().set_account_data(user.as_str(), room, data_type, &text).await?;
+        self.changes.record(crate::changes::account_data_key(user.as_str()), stream);
+        if data_type == "m.ignored_user_list" {
+            self.ignored_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+        }
         self.advance_stream(stream);
         Ok(())
     }
@@ -59,12 +63,28 @@ impl RoomService {
     }
 
     /// The users in the viewer's `m.ignored_user_list`.
-    pub(crate) async fn ignored_users(&self, user: &UserId) -> Result<std::collections::HashSet<String>> {
-        let Some(text) = self.store.rooms().account_data(user.as_str(), "", "m.ignored_user_list").await? else {
-            return Ok(Default::default());
-        };
-        let value: Value = serde_json::from_str(&text).map_err(Error::internal)?;
-        Ok(value["ignored_users"].as_object().map(|users| users.keys().cloned().collect()).unwrap_or_default())
+    pub(crate) async fn ignored_users(
+        &self,
+        user: &UserId,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>> {
+        if let Some(ignored) = self.ignored_cache.lock().unwrap_or_else(|e| e.into_inner()).get(user) {
+            return Ok(ignored.clone());
+        }
+        let ignored: std::collections::HashSet<String> =
+            match self.store.rooms().account_data(user.as_str(), "", "m.ignored_user_list").await? {
+                Some(text) => {
+                    let value: Value = serde_json::from_str(&text).map_err(Error::internal)?;
+                    value["ignored_users"].as_object().map(|users| users.keys().cloned().collect()).unwrap_or_default()
+                }
+                None => Default::default(),
+            };
+        let ignored = std::sync::Arc::new(ignored);
+        let mut cache = self.ignored_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(user.to_owned(), ignored.clone());
+        Ok(ignored)
     }
 
     /// The fully-read marker: room account data only the server writes.

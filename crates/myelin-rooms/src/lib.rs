@@ -4,10 +4,13 @@
 
 mod account_data;
 mod aliases;
+mod cache;
+mod changes;
 mod create;
 pub mod e2ee;
 pub mod keys;
 mod membership;
+mod notifications;
 pub mod pdu;
 mod presence;
 mod public;
@@ -23,6 +26,7 @@ mod upgrade;
 
 pub use create::{DEFAULT_ROOM_VERSION, supported_room_versions};
 pub use membership::MembershipChange;
+pub use notifications::{Notification, UnreadCounts};
 pub use public::DirectoryPage;
 pub use read::{Context, EventFilter, Page, Pagination, Viewer, make_token, parse_sync_token, parse_token};
 pub use relations::{MAX_RECURSION_DEPTH, RelationsPage, RelationsQuery};

@@ -16,7 +16,13 @@ impl RoomService {
         if !matches!(state, "online" | "unavailable" | "offline") {
             return Err(Error::invalid_param(format!("unknown presence {state}")));
         }
-        let stream = self.store.rooms().set_presence(user.as_str(), state, status_msg, now_ms()).await?;
+        let now = now_ms();
+        let stream = self.store.rooms().set_presence(user.as_str(), state, status_msg, now).await?;
+        self.changes.record(crate::changes::PRESENCE_KEY.to_owned(), stream);
+        self.presence_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.to_owned(), (state.to_owned(), now));
         self.advance_stream(stream);
         Ok(())
     }
@@ -24,6 +30,16 @@ impl RoomService {
     /// What `/sync` does with `set_presence`: records the state when it changes, or refreshes
     /// the last activity of an online user now and then; keeps any status message.
     pub async fn presence_from_sync(&self, user: &UserId, state: &str) -> Result<()> {
+        // Written by this process a moment ago: nothing to do, and no need to read it back.
+        let fresh = self
+            .presence_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .is_some_and(|(written, at)| written == state && now_ms() - at < ACTIVITY_REFRESH_MS);
+        if fresh {
+            return Ok(());
+        }
         let current = self.store.rooms().presence(user.as_str()).await?;
         let unchanged =
             current.as_ref().is_some_and(|(s, _, active)| s == state && now_ms() - active < ACTIVITY_REFRESH_MS);

@@ -38,7 +38,9 @@ impl RoomService {
 
     async fn save_push_rules(&self, user: &UserId, ruleset: &Ruleset) -> Result<()> {
         let content = json!({ "global": ruleset });
-        self.store_server_account_data(user, "m.push_rules", &content).await
+        self.store_server_account_data(user, "m.push_rules", &content).await?;
+        self.forget_push_rules(user);
+        Ok(())
     }
 
     /// Adds or replaces a rule of the user's, placed relative to `before` / `after`.

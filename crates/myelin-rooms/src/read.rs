@@ -134,7 +134,7 @@ pub(crate) struct Visibility<'a> {
 
 impl<'a> Visibility<'a> {
     pub(crate) async fn new(service: &'a RoomService, room_id: &RoomId, viewer: &'a UserId) -> Result<Self> {
-        let ignored = Arc::new(service.ignored_users(viewer).await?);
+        let ignored = service.ignored_users(viewer).await?;
         Self::with_ignored(service, room_id, viewer, ignored).await
     }
 

@@ -3,6 +3,7 @@
 //! changes, and only then acknowledged.
 
 use crate::{
+    cache::GenCache,
     keys::SigningKey,
     pdu::{self, BuildArgs, EventContent, Pdu},
 };
@@ -32,14 +33,34 @@ pub struct RoomService {
     infos: Mutex<HashMap<OwnedRoomId, RoomInfo>>,
     /// Parsed events by ID. Events are immutable (redaction is applied when serving), so an
     /// entry never goes stale; the auth events of busy rooms stay here.
-    pdu_cache: Arc<Mutex<HashMap<String, Arc<Pdu>>>>,
+    pdu_cache: Arc<GenCache<String, Arc<Pdu>>>,
     /// The latest stream position persisted: long-polling `/sync` requests wait on it.
     pub(crate) stream: Arc<tokio::sync::watch::Sender<i64>>,
     pub(crate) typing: Arc<crate::typing::Typing>,
     /// Room states by state group. Groups never change once written, so an entry never goes
     /// stale; reading one otherwise walks up to 50 delta groups in the database.
-    states: Mutex<HashMap<i64, Arc<StateMap>>>,
+    states: GenCache<i64, Arc<StateMap>>,
+    /// Each room's local members whose push rules an event is matched against (see
+    /// `notifications.rs`); dropped at the room's next membership event.
+    pub(crate) push_members: Mutex<HashMap<OwnedRoomId, Arc<crate::notifications::RoomMembers>>>,
+    /// Where the stream last changed per user and kind (see `changes.rs`).
+    pub(crate) changes: crate::changes::StreamChanges,
+    /// Users' ignored users (`m.ignored_user_list`); dropped when it changes.
+    pub(crate) ignored_cache: Mutex<HashMap<ruma::OwnedUserId, Arc<std::collections::HashSet<String>>>>,
+    /// The presence each user was last written with and when (ms): a sync of an online user
+    /// writes only now and then, and need not read it back each time.
+    pub(crate) presence_written: Mutex<HashMap<ruma::OwnedUserId, (String, i64)>>,
+    /// Devices' one-time key counts and unused fallback key types, as every sync reports them;
+    /// dropped when the device uploads or someone claims.
+    pub(crate) key_counts: Mutex<HashMap<(String, String), KeyCounts>>,
+    /// Per device, the position its to-device messages were last deleted up to.
+    pub(crate) to_device_acked: Mutex<HashMap<String, i64>>,
+    /// Users' push rules; dropped when they change.
+    pub(crate) push_rule_cache: Mutex<HashMap<ruma::OwnedUserId, Arc<ruma::push::Ruleset>>>,
 }
+
+/// A device's one-time key counts by algorithm and its unused fallback key types.
+pub(crate) type KeyCounts = (BTreeMap<String, u64>, Vec<String>);
 
 /// A room's head, or the gate of the write that is about to replace it.
 #[derive(Debug, Clone)]
@@ -62,11 +83,12 @@ struct RoomHead {
     state: Arc<StateMap>,
 }
 
-/// Entries of the state cache before it is emptied and starts over.
-const STATE_CACHE_ENTRIES: usize = 2_000;
+/// The state cache's budget in state entries (all cached groups' entries together; a group of
+/// a big room weighs its size): some tens of MB at most.
+const STATE_CACHE_BUDGET: usize = 400_000;
 
-/// Entries of the parsed-event cache before it is emptied and starts over.
-const PDU_CACHE_ENTRIES: usize = 20_000;
+/// Parsed events the event cache holds at most.
+const PDU_CACHE_ENTRIES: usize = 40_000;
 
 /// A room this server knows, with the rules of its version.
 #[derive(Debug, Clone)]
@@ -93,11 +115,26 @@ impl RoomService {
             locks: Mutex::default(),
             heads: Arc::default(),
             infos: Mutex::default(),
-            pdu_cache: Arc::default(),
+            pdu_cache: Arc::new(GenCache::new(PDU_CACHE_ENTRIES, |_| 1)),
             stream: Arc::new(tokio::sync::watch::Sender::new(0)),
             typing: crate::typing::Typing::new(),
-            states: Mutex::default(),
+            states: GenCache::new(STATE_CACHE_BUDGET, |state: &Arc<StateMap>| state.len() + 1),
+            push_members: Mutex::default(),
+            push_rule_cache: Mutex::default(),
+            changes: crate::changes::StreamChanges::new(),
+            ignored_cache: Mutex::default(),
+            presence_written: Mutex::default(),
+            key_counts: Mutex::default(),
+            to_device_acked: Mutex::default(),
         })
+    }
+
+    /// Call once at start-up, before serving: positions after this one are tracked in memory.
+    pub async fn start(&self) -> Result<()> {
+        let now = self.store.rooms().max_stream().await?;
+        self.changes.init(now);
+        advance(&self.stream, now);
+        Ok(())
     }
 
     /// Something took stream position `position` (account data, a receipt, presence).
@@ -134,15 +171,11 @@ impl RoomService {
 
     /// The room state in a state group, from the cache or the store.
     pub(crate) async fn state_at(&self, group: i64) -> Result<Arc<StateMap>> {
-        if let Some(state) = lock_map(&self.states).get(&group) {
-            return Ok(state.clone());
+        if let Some(state) = self.states.get(&group) {
+            return Ok(state);
         }
         let state = Arc::new(self.store.rooms().state_at_group(group).await?);
-        let mut states = lock_map(&self.states);
-        if states.len() >= STATE_CACHE_ENTRIES {
-            states.clear();
-        }
-        states.insert(group, state.clone());
+        self.states.insert(group, state.clone());
         Ok(state)
     }
 
@@ -150,26 +183,18 @@ impl RoomService {
     pub(crate) async fn cached_pdus(&self, event_ids: &[String]) -> Result<HashMap<String, Arc<Pdu>>> {
         let mut found = HashMap::with_capacity(event_ids.len());
         let mut missing = Vec::new();
-        {
-            let cache = lock_map(&self.pdu_cache);
-            for id in event_ids {
-                match cache.get(id) {
-                    Some(pdu) => {
-                        found.insert(id.clone(), pdu.clone());
-                    }
-                    None => missing.push(id.clone()),
+        for id in event_ids {
+            match self.pdu_cache.get(id) {
+                Some(pdu) => {
+                    found.insert(id.clone(), pdu);
                 }
+                None => missing.push(id.clone()),
             }
         }
         if !missing.is_empty() {
-            let loaded = self.pdus(&missing).await?;
-            let mut cache = lock_map(&self.pdu_cache);
-            if cache.len() + loaded.len() > PDU_CACHE_ENTRIES {
-                cache.clear();
-            }
-            for (id, pdu) in loaded {
+            for (id, pdu) in self.pdus(&missing).await? {
                 let pdu = Arc::new(pdu);
-                cache.insert(id.clone(), pdu.clone());
+                self.pdu_cache.insert(id.clone(), pdu.clone());
                 found.insert(id, pdu);
             }
         }
@@ -332,7 +357,10 @@ impl RoomService {
                 creator: sender.to_string(),
                 created_ts: now_ms(),
             }),
+            push_actions: Vec::new(),
         };
+        let mut event = event;
+        event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, &event.json, state).await?;
         let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
         // Persisting and advancing the head run as their own task: a request dropped halfway
         // (the client went away) must not leave an event stored but the head behind it. Until
@@ -358,7 +386,7 @@ impl RoomService {
                     let mut next = StateMap::clone(&head.state);
                     next.insert((stored_pdu.kind.to_string(), state_key.clone()), stored_pdu.event_id.to_string());
                     // State events are the auth events of what follows.
-                    lock_map(&pdu_cache).insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu.clone()));
+                    pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu.clone()));
                     Arc::new(next)
                 }
                 None => head.state.clone(),
@@ -374,6 +402,9 @@ impl RoomService {
             Ok(persisted)
         });
         let persisted = task.await.map_err(Error::internal)??;
+        if pdu.kind.to_string() == "m.room.member" {
+            self.forget_push_members(&room.room_id);
+        }
         tracing::debug!(
             event_id = %pdu.event_id,
             stream = persisted.stream_ordering,

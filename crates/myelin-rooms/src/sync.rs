@@ -27,6 +27,8 @@ pub struct SyncOptions {
     pub include_leave: bool,
     pub rooms: Option<Vec<String>>,
     pub not_rooms: Vec<String>,
+    /// Count notifications of threads apart (`unread_thread_notifications` in the filter).
+    pub unread_thread_notifications: bool,
 }
 
 impl Default for SyncOptions {
@@ -40,6 +42,7 @@ impl Default for SyncOptions {
             include_leave: false,
             rooms: None,
             not_rooms: Vec::new(),
+            unread_thread_notifications: false,
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct RoomUpdate {
     pub account_data: Vec<Value>,
     /// Ephemeral events: the `m.receipt` of receipts that changed.
     pub ephemeral: Vec<Value>,
+    /// Unread notification counts (joined rooms).
+    pub unread: Option<crate::UnreadCounts>,
 }
 
 /// Invited or knocked: the stripped state the user may see.
@@ -178,14 +183,21 @@ impl RoomService {
         let mut out = SyncRooms { next_batch: self.sync_token(now), ..Default::default() };
         let mut room_data: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
         let account_since = if options.full_state { None } else { since };
-        for (room, data) in self.account_data_changes(viewer.user, account_since, now).await? {
-            if room.is_empty() {
-                out.account_data.push(data);
-            } else {
-                room_data.entry(room).or_default().push(data);
+        // What changed for this user since the token, as far as this process knows: queries
+        // only for what may have (see `changes.rs`).
+        let may_have_changed = |key: &str| account_since.is_none_or(|since| self.changes.changed_after(key, since));
+        if may_have_changed(&crate::changes::account_data_key(viewer.user.as_str())) {
+            for (room, data) in self.account_data_changes(viewer.user, account_since, now).await? {
+                if room.is_empty() {
+                    out.account_data.push(data);
+                } else {
+                    room_data.entry(room).or_default().push(data);
+                }
             }
         }
-        out.presence = self.presence_events(viewer.user, account_since, now).await?;
+        if may_have_changed(crate::changes::PRESENCE_KEY) {
+            out.presence = self.presence_events(viewer.user, account_since, now).await?;
+        }
         if let Some(device) = viewer.device_id {
             let to_device = self.to_device_for_sync(viewer.user, device, now).await?;
             out.to_device = to_device.events;
@@ -193,13 +205,26 @@ impl RoomService {
                 out.next_batch = format!("{}_{delivered}", out.next_batch);
             }
         }
-        if let Some(since) = since {
-            let (changed, left) = self.device_list_updates(viewer.user, since, now).await?;
-            out.device_lists_changed = changed.into_iter().collect();
-            out.device_lists_left = left.into_iter().collect();
-        }
         let memberships = self.store.rooms().memberships_of_user(viewer.user.as_str()).await?;
-        let ignored = Arc::new(self.ignored_users(viewer.user).await?);
+        let ignored = self.ignored_users(viewer.user).await?;
+        // Incremental: only rooms with new events or receipts can have timeline or receipt
+        // updates, so the others cost no query (a user in 1,000 quiet rooms pays for the few
+        // that changed).
+        let changed_rooms: Option<HashSet<String>> = match since {
+            Some(since) if !options.full_state => {
+                Some(self.store.rooms().rooms_changed_between(since, now).await?.into_iter().collect())
+            }
+            _ => None,
+        };
+        if let Some(since) = since {
+            // Device lists move with key changes and with memberships (events in the rooms).
+            let rooms_moved = changed_rooms.as_ref().is_none_or(|c| memberships.iter().any(|m| c.contains(&m.room_id)));
+            if rooms_moved || self.changes.changed_after(crate::changes::DEVICE_LISTS_KEY, since) {
+                let (changed, left) = self.device_list_updates(viewer.user, since, now).await?;
+                out.device_lists_changed = changed.into_iter().collect();
+                out.device_lists_left = left.into_iter().collect();
+            }
+        }
         for m in memberships {
             if m.forgotten
                 || options.not_rooms.contains(&m.room_id)
@@ -213,6 +238,19 @@ impl RoomService {
                 "join" => {
                     let fresh = since.is_none() || options.full_state || changed_since(m.stream_ordering);
                     let data = room_data.remove(&m.room_id).unwrap_or_default();
+                    let quiet = changed_rooms.as_ref().is_some_and(|changed| !changed.contains(&m.room_id));
+                    if !fresh && quiet {
+                        let typing = self.typing.event(&room_id, since_typing);
+                        if !data.is_empty() || typing.is_some() {
+                            out.join.push(RoomUpdate {
+                                room_id: m.room_id.clone(),
+                                account_data: data,
+                                ephemeral: typing.into_iter().collect(),
+                                ..Default::default()
+                            });
+                        }
+                        continue;
+                    }
                     let receipts_since = if fresh { None } else { since };
                     let mut ephemeral: Vec<Value> =
                         self.receipt_event(viewer.user, &room_id, receipts_since, now).await?.into_iter().collect();
@@ -271,6 +309,13 @@ impl RoomService {
                     }
                 }
                 _ => {}
+            }
+        }
+        // Unread counts of the joined rooms in the answer: one query for all of them.
+        if !out.join.is_empty() {
+            let mut unread = self.unread_counts(viewer.user, options.unread_thread_notifications).await?;
+            for update in &mut out.join {
+                update.unread = Some(unread.remove(&update.room_id).unwrap_or_default());
             }
         }
         Ok(out)
@@ -374,6 +419,7 @@ impl RoomService {
             summary: Some((heroes, count("join"), count("invite"))),
             account_data: Vec::new(),
             ephemeral: Vec::new(),
+            unread: None,
         }))
     }
 

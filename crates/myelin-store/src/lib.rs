@@ -7,6 +7,7 @@ mod error;
 mod keys;
 mod media;
 mod meta;
+mod push;
 mod registration_tokens;
 mod rooms;
 mod to_device;
@@ -22,9 +23,10 @@ pub use error::{Error, Result};
 pub use keys::{KeySignatureRow, Keys, OneTimeKeyRow};
 pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
+pub use push::{NotificationRow, Push, UnreadRow};
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
 pub use rooms::{
-    EventRow, MembershipRow, NewEvent, NewRoom, Persisted, RelationRow, RoomRow, Rooms, StateKey, StateMap,
+    EventRow, MembershipRow, NewEvent, NewRoom, Persisted, PushAction, RelationRow, RoomRow, Rooms, StateKey, StateMap,
 };
 pub use to_device::{NewToDevice, ToDevice, ToDeviceRow};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};
@@ -85,6 +87,10 @@ impl Store {
 
     pub fn backups(&self) -> Backups<'_> {
         Backups(&self.db)
+    }
+
+    pub fn push(&self) -> Push<'_> {
+        Push(&self.db)
     }
 
     pub fn meta(&self) -> Meta<'_> {

@@ -48,6 +48,25 @@ pub struct NewEvent {
     pub new_room: Option<NewRoom>,
     /// `m.relates_to`: (the event related to, rel_type).
     pub relation: Option<(String, String)>,
+    /// What the push rules of local members said about the event (those it notifies).
+    pub push_actions: Vec<PushAction>,
+}
+
+/// An event notifies a user: what their push rules said.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PushAction {
+    #[serde(rename = "u")]
+    pub user_id: String,
+    #[serde(rename = "n")]
+    pub notify: bool,
+    #[serde(rename = "h")]
+    pub highlight: bool,
+    /// The thread root, for an event in a thread.
+    #[serde(rename = "t")]
+    pub thread_id: Option<String>,
+    /// The actions, as JSON text.
+    #[serde(rename = "a")]
+    pub actions: String,
 }
 
 /// One event relating to another.
@@ -109,10 +128,13 @@ macro_rules! event_columns {
     };
 }
 
-/// The statements persisting one non-state event on SQLite, parameters `$1`…`$15` shifted by
-/// `15 × i` for the i-th event of a batch.
+/// Parameters of one event in a group commit.
+const MESSAGE_PARAMS: usize = 16;
+
+/// The statements persisting one non-state event on SQLite, parameters `$1`…`$16` shifted by
+/// `16 × i` for the i-th event of a batch.
 fn message_statements(i: usize) -> String {
-    let o = 15 * i;
+    let o = MESSAGE_PARAMS * i;
     let p = |n: usize| format!("${}", n + o);
     format!(
         "UPDATE counters SET value = value + 1 WHERE name = 'stream';
@@ -125,6 +147,10 @@ fn message_statements(i: usize) -> String {
          INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
            SELECT {e}, {rt}, {rk}, {r}, {kind}, {sender}, (SELECT value FROM counters WHERE name = 'stream')
            WHERE {rt} IS NOT NULL;
+         INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight, thread_id, actions)
+           SELECT json_extract(value, '$.u'), {r}, {e}, (SELECT value FROM counters WHERE name = 'stream'),
+             json_extract(value, '$.n'), json_extract(value, '$.h'), json_extract(value, '$.t'), json_extract(value, '$.a')
+           FROM json_each({pa});
          ",
         columns = event_columns!(),
         e = p(1),
@@ -142,13 +168,14 @@ fn message_statements(i: usize) -> String {
         ti = p(13),
         rt = p(14),
         rk = p(15),
+        pa = p(16),
     )
 }
 
 /// Events in the group-commit queue, each with where its answer goes.
 pub(crate) type QueuedMessage = (NewEvent, i64, tokio::sync::oneshot::Sender<Result<Persisted>>);
 
-/// Most events one group commit writes (15 parameters each; SQLite allows 32766).
+/// Most events one group commit writes (16 parameters each; SQLite allows 32766).
 const MAX_BATCH: usize = 200;
 
 /// Non-state events on SQLite, with group commit. Each caller queues its event, then takes the
@@ -242,7 +269,8 @@ async fn run_batch(conn: &mut sqlx::SqliteConnection, batch: &[QueuedMessage]) -
             .bind(txn_device)
             .bind(txn_id)
             .bind(relates_to)
-            .bind(rel_type);
+            .bind(rel_type)
+            .bind(serde_json::to_string(&e.push_actions).unwrap_or_else(|_| "[]".into()));
     }
     let result = query.fetch_one(&mut *conn).await;
     if result.is_err() {
@@ -480,6 +508,22 @@ impl Rooms<'_> {
                     .bind(&e.event_id)
                     .execute(&mut *tx)
                     .await?;
+            }
+            for action in &e.push_actions {
+                sqlx::query(
+                    "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight,
+                       thread_id, actions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&action.user_id)
+                .bind(&e.room_id)
+                .bind(&e.event_id)
+                .bind(stream_ordering)
+                .bind(action.notify)
+                .bind(action.highlight)
+                .bind(&action.thread_id)
+                .bind(&action.actions)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             Ok(Persisted { stream_ordering, state_after })
@@ -827,6 +871,21 @@ impl Rooms<'_> {
             tx.commit().await?;
             Ok(stream)
         })
+    }
+
+    /// Rooms with new events or receipts after `since` up to `upto`: an incremental sync looks
+    /// at these rooms only, not at every room of the user.
+    pub async fn rooms_changed_between(&self, since: i64, upto: i64) -> Result<Vec<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT room_id FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2
+                 UNION SELECT room_id FROM receipts WHERE stream_ordering > $1 AND stream_ordering <= $2",
+            )
+            .bind(since)
+            .bind(upto)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// Receipts of a room changed after `since` up to `upto` (all of them when `since` is

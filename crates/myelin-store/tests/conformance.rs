@@ -232,6 +232,7 @@ async fn migrations_are_idempotent(t: TestStore) {
 fn state_event(n: i64, kind: &str, key: &str, before: Option<i64>, prev: Option<&str>) -> NewEvent {
     let content = if kind == "m.room.member" { r#"{"membership":"join"}"# } else { "{}" };
     NewEvent {
+        push_actions: Vec::new(),
         event_id: format!("$e{n}"),
         room_id: "!r:x".into(),
         depth: n,

@@ -8,6 +8,7 @@ mod discovery;
 mod key_backup;
 mod keys;
 mod membership;
+mod notifications;
 mod profile;
 mod push_rules;
 mod receipts;
@@ -47,6 +48,7 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = keys::routes(router);
     let router = key_backup::routes(router);
     let router = to_device::routes(router);
+    let router = notifications::routes(router);
     profile::routes(router)
 }
 

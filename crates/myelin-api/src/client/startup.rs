@@ -19,10 +19,48 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<search_users::Request, _, _>(user_directory)
 }
 
-/// `GET /_matrix/client/v3/voip/turnServer`: no TURN server is configured, which the spec's
-/// clients understand as an empty object (ruma's response type requires the fields).
-async fn turn_server(_: Authenticated) -> Json<serde_json::Value> {
-    Json(serde_json::json!({}))
+/// `GET /_matrix/client/v3/voip/turnServer`: the configured TURN server with credentials for
+/// this user, or an empty object when none is configured (which clients understand as "no
+/// TURN"; ruma's response type requires the fields, so the JSON is built here).
+async fn turn_server(State(services): State<Arc<Services>>, auth: Authenticated) -> Json<serde_json::Value> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    Json(match turn_credentials(&services.config.turn, auth.identity.user_id.as_str(), now) {
+        Some(turn) => turn,
+        None => serde_json::json!({}),
+    })
+}
+
+/// The `/voip/turnServer` answer for `user_id` at `now` (seconds), or None when no TURN server
+/// or no credentials are configured. With a shared secret the credentials are coturn's REST
+/// scheme: username "<expiry>:<user ID>", password base64(HMAC-SHA1(secret, username)).
+fn turn_credentials(turn: &myelin_core::config::TurnConfig, user_id: &str, now: u64) -> Option<serde_json::Value> {
+    use hmac::{KeyInit, Mac};
+    if turn.uris.is_empty() {
+        return None;
+    }
+    let (username, password) = match (&turn.shared_secret, &turn.username, &turn.password) {
+        (Some(secret), _, _) => {
+            let username = format!("{}:{user_id}", now + turn.user_lifetime_secs);
+            let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).ok()?;
+            mac.update(username.as_bytes());
+            let mut password =
+                ruma::serde::Base64::<ruma::serde::base64::Standard, _>::new(mac.finalize().into_bytes().to_vec())
+                    .encode();
+            // coturn decodes padded base64.
+            while password.len() % 4 != 0 {
+                password.push('=');
+            }
+            (username, password)
+        }
+        (None, Some(username), Some(password)) => (username.clone(), password.clone()),
+        _ => return None,
+    };
+    Some(serde_json::json!({
+        "username": username,
+        "password": password,
+        "uris": turn.uris,
+        "ttl": turn.user_lifetime_secs,
+    }))
 }
 
 /// `GET /_matrix/client/v3/thirdparty/protocols`: no bridges, no protocols.
@@ -56,4 +94,26 @@ async fn user_directory(
         })
         .collect();
     Ok(search_users::Response::new(results, limited).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::turn_credentials;
+    use myelin_core::config::TurnConfig;
+
+    #[test]
+    fn turn_credentials_follow_coturn_rest_scheme() {
+        let mut turn = TurnConfig { uris: vec!["turn:turn.example.org:3478".into()], ..TurnConfig::default() };
+        assert!(turn_credentials(&turn, "@a:example.org", 0).is_none(), "no credentials configured");
+        turn.shared_secret = Some("s3cret".into());
+        turn.user_lifetime_secs = 100;
+        let answer = turn_credentials(&turn, "@a:example.org", 1_000).unwrap();
+        assert_eq!(answer["username"], "1100:@a:example.org");
+        // python3 -c 'import hmac,hashlib,base64;print(base64.b64encode(hmac.new(b"s3cret",b"1100:@a:example.org",hashlib.sha1).digest()).decode())'
+        assert_eq!(answer["password"], "Q3LrKGamQalHMihwCn/4sQyRXFI=");
+        assert_eq!(answer["ttl"], 100);
+        assert_eq!(answer["uris"][0], "turn:turn.example.org:3478");
+        turn.uris.clear();
+        assert!(turn_credentials(&turn, "@a:example.org", 0).is_none(), "no TURN server");
+    }
 }

@@ -113,6 +113,7 @@ async fn sync(
         include_leave: room.include_leave,
         rooms: room.rooms.as_ref().map(|rooms| rooms.iter().map(ToString::to_string).collect()),
         not_rooms: room.not_rooms.iter().map(ToString::to_string).collect(),
+        unread_thread_notifications: room.timeline.unread_thread_notifications,
     };
     let viewer = Viewer { user: &identity.user_id, device_id: Some(identity.device_id.as_str()) };
     // Syncing marks the user online (or unavailable), unless the client says offline.
@@ -127,22 +128,13 @@ async fn sync(
     let users = |ids: &[String]| ids.iter().filter_map(|u| ruma::UserId::parse(u).ok()).collect::<Vec<_>>();
     response.device_lists.changed = users(&rooms.device_lists_changed);
     response.device_lists.left = users(&rooms.device_lists_left);
-    response.device_one_time_keys_count = services
-        .rooms
-        .one_time_key_counts(&identity.user_id, &identity.device_id)
-        .await?
+    let (counts, fallback) = services.rooms.device_key_counts(&identity.user_id, &identity.device_id).await?;
+    response.device_one_time_keys_count = counts
         .into_iter()
         .map(|(algorithm, n)| (ruma::OneTimeKeyAlgorithm::from(algorithm.as_str()), UInt::new_saturating(n)))
         .collect();
-    response.device_unused_fallback_key_types = Some(
-        services
-            .rooms
-            .unused_fallback_key_types(&identity.user_id, &identity.device_id)
-            .await?
-            .iter()
-            .map(|a| ruma::OneTimeKeyAlgorithm::from(a.as_str()))
-            .collect(),
-    );
+    response.device_unused_fallback_key_types =
+        Some(fallback.iter().map(|a| ruma::OneTimeKeyAlgorithm::from(a.as_str())).collect());
     response.account_data.events = rooms.account_data.iter().map(raw).collect::<Result<_, _>>()?;
     response.presence.events = rooms.presence.iter().map(raw).collect::<Result<_, _>>()?;
     let room_id = |id: &str| RoomId::parse(id).map_err(Error::internal);
@@ -157,6 +149,17 @@ async fn sync(
         }
         joined.account_data.events = update.account_data.iter().map(raw).collect::<Result<_, _>>()?;
         joined.ephemeral.events = update.ephemeral.iter().map(raw).collect::<Result<_, _>>()?;
+        if let Some(unread) = &update.unread {
+            joined.unread_notifications.notification_count = Some(UInt::new_saturating(unread.notification_count));
+            joined.unread_notifications.highlight_count = Some(UInt::new_saturating(unread.highlight_count));
+            for (thread, (notify, highlight)) in &unread.threads {
+                let Ok(thread) = ruma::OwnedEventId::try_from(thread.as_str()) else { continue };
+                let mut counts = ruma::api::client::sync::sync_events::UnreadNotificationsCount::new();
+                counts.notification_count = Some(UInt::new_saturating(*notify));
+                counts.highlight_count = Some(UInt::new_saturating(*highlight));
+                joined.unread_thread_notifications.insert(thread, counts);
+            }
+        }
         response.rooms.join.insert(room_id(&update.room_id)?, joined);
     }
     for update in rooms.leave {

@@ -94,6 +94,7 @@ impl RoomService {
             return Ok(());
         }
         let stream = self.store.keys().set_cross_signing_keys(user.as_str(), &keys).await?;
+        self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
         self.advance_stream(stream);
         Ok(())
     }
@@ -118,6 +119,7 @@ impl RoomService {
             }
         }
         if let Some(stream) = self.store.keys().add_signatures(&accepted).await? {
+            self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
             self.advance_stream(stream);
         }
         Ok(failures)

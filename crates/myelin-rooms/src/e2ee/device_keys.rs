@@ -66,7 +66,9 @@ impl RoomService {
             .keys()
             .upload(user.as_str(), device.as_str(), device_json.as_deref(), &one_time_keys, &fallback_keys)
             .await?;
+        self.forget_key_counts(user.as_str(), device.as_str());
         if let Some(stream) = changed {
+            self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
             self.advance_stream(stream);
         }
         self.one_time_key_counts(user, device).await
@@ -83,6 +85,31 @@ impl RoomService {
 
     pub async fn unused_fallback_key_types(&self, user: &UserId, device: &DeviceId) -> Result<Vec<String>> {
         Ok(self.store.keys().unused_fallback_key_types(user.as_str(), device.as_str()).await?)
+    }
+
+    /// What every `/sync` reports of the device's keys: one-time key counts and unused
+    /// fallback key types; cached until the device uploads or someone claims.
+    pub async fn device_key_counts(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<(BTreeMap<String, u64>, Vec<String>)> {
+        let key = (user.to_string(), device.to_string());
+        if let Some(counts) = self.key_counts.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(counts.clone());
+        }
+        let counts =
+            (self.one_time_key_counts(user, device).await?, self.unused_fallback_key_types(user, device).await?);
+        let mut cache = self.key_counts.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(key, counts.clone());
+        Ok(counts)
+    }
+
+    fn forget_key_counts(&self, user: &str, device: &str) {
+        self.key_counts.lock().unwrap_or_else(|e| e.into_inner()).remove(&(user.to_owned(), device.to_owned()));
     }
 
     /// `POST /keys/query`: the keys of the requested users' devices (all of them when the list
@@ -160,7 +187,9 @@ impl RoomService {
                 continue;
             }
             for (device_id, algorithm) in devices {
-                if let Some((key_id, json)) = self.store.keys().claim(user_id, device_id, algorithm).await? {
+                let claim = self.store.keys().claim(user_id, device_id, algorithm).await;
+                self.forget_key_counts(user_id, device_id);
+                if let Some((key_id, json)) = claim? {
                     let key: Value = serde_json::from_str(&json).map_err(Error::internal)?;
                     claimed
                         .entry(user_id.clone())

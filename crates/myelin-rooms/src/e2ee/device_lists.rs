@@ -48,6 +48,7 @@ impl RoomService {
     /// The user's devices changed outside the keys API (renamed): other clients refetch.
     pub async fn device_list_changed(&self, user: &UserId) -> Result<()> {
         let stream = self.store.keys().record_device_list_change(user.as_str()).await?;
+        self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
         self.advance_stream(stream);
         Ok(())
     }
@@ -56,6 +57,7 @@ impl RoomService {
     /// records a device-list change): they look at the latest position.
     pub async fn wake_syncs(&self) -> Result<()> {
         let stream = self.store.rooms().max_stream().await?;
+        self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
         self.advance_stream(stream);
         Ok(())
     }

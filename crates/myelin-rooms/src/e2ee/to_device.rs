@@ -72,25 +72,44 @@ impl RoomService {
             .send(sender.as_str(), sender_device.as_str(), txn_id, event_type, &queued, now_ms())
             .await?;
         if let Some(stream) = sent {
+            for q in &queued {
+                self.changes.record(crate::changes::to_device_key(&q.user_id, &q.device_id), stream);
+            }
             self.advance_stream(stream);
         }
         Ok(())
     }
 
-    /// Deletes the device's messages the client acknowledged by syncing with `since`.
+    /// Deletes the device's messages the client acknowledged by syncing with `since` — unless
+    /// this process knows there are none left to delete.
     pub(crate) async fn acknowledge_to_device(&self, user: &UserId, device: &str, since: &str) -> Result<()> {
         let Some(rest) = since.strip_prefix('s') else { return Ok(()) };
         let mut parts = rest.split('_');
         let stream = parts.next().and_then(|s| s.parse::<i64>().ok());
         let delivered = parts.nth(1).and_then(|d| d.parse::<i64>().ok());
-        if let Some(upto) = delivered.or(stream) {
+        let Some(upto) = delivered.or(stream) else { return Ok(()) };
+        let key = crate::changes::to_device_key(user.as_str(), device);
+        let acked = self.to_device_acked.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+        let queued = self.changes.latest(&key);
+        // Deleted up to `acked` since the start, and nothing queued after that: none left.
+        let none_left = acked.is_some_and(|acked| queued.is_none_or(|queued| queued <= acked));
+        if !none_left {
             self.store.to_device().acknowledge(user.as_str(), device, upto).await?;
+            let mut map = self.to_device_acked.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = map.entry(key).or_insert(upto);
+            *entry = (*entry).max(upto);
         }
         Ok(())
     }
 
     /// The device's messages up to `upto` for a sync.
     pub(crate) async fn to_device_for_sync(&self, user: &UserId, device: &str, upto: i64) -> Result<SyncToDevice> {
+        // Everything up to `acked` is deleted; nothing queued since: nothing to read.
+        let key = crate::changes::to_device_key(user.as_str(), device);
+        let acked = self.to_device_acked.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+        if acked.is_some_and(|acked| !self.changes.changed_after(&key, acked)) {
+            return Ok(SyncToDevice::default());
+        }
         let rows = self.store.to_device().pending(user.as_str(), device, upto, MAX_PER_SYNC).await?;
         let full = rows.len() as i64 == MAX_PER_SYNC;
         let delivered_upto = if full { rows.last().map(|r| r.0) } else { None };

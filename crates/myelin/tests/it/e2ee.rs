@@ -318,6 +318,11 @@ async fn to_device_messages(backend: Backend) {
     let auth = json!({ "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": bob.password } });
     let path = format!("/_matrix/client/v3/devices/{}", enc(&second_device));
     assert_eq!(server.request(reqwest::Method::DELETE, &path, Some(&bob.token), Some(auth)).await.0, 200);
+    // A new login with the same device ID starts with nothing waiting.
+    let (status, again) = server.login("bob", &bob.password, json!({ "device_id": second_device })).await;
+    assert_eq!(status, 200, "{again}");
+    let (_, fresh) = server.get("/_matrix/client/v3/sync", again["access_token"].as_str()).await;
+    assert!(fresh["to_device"]["events"].as_array().is_none_or(Vec::is_empty), "{fresh}");
 
     // Bad input: content that is not an object.
     let path = "/_matrix/client/v3/sendToDevice/m.test/t3";

@@ -14,6 +14,7 @@ mod media;
 mod media_async;
 mod media_preview;
 mod media_thumbnails;
+mod notifications;
 mod presence;
 mod profile_devices;
 mod push_rules;

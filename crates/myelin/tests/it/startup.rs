@@ -7,7 +7,7 @@ use crate::{
 };
 use serde_json::json;
 
-backend_tests!(startup_endpoints, user_directory);
+backend_tests!(startup_endpoints, turn_server_from_config, user_directory);
 
 async fn startup_endpoints(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -19,6 +19,26 @@ async fn startup_endpoints(backend: Backend) {
     assert_error(&server.get("/_matrix/client/v3/voip/turnServer", None).await, 401, "M_MISSING_TOKEN");
     assert_eq!(server.get("/_matrix/client/v3/thirdparty/protocols", Some(&alice.token)).await.1, json!({}));
     assert_eq!(server.get("/_matrix/client/v3/account/3pid", Some(&alice.token)).await.1, json!({ "threepids": [] }));
+}
+
+async fn turn_server_from_config(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.turn.uris = vec!["turn:turn.example.org:3478?transport=udp".into()];
+        config.turn.shared_secret = Some("secret".into());
+        config.turn.user_lifetime_secs = 600;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let (status, turn) = server.get("/_matrix/client/v3/voip/turnServer", Some(&alice.token)).await;
+    assert_eq!(status, 200, "{turn}");
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, alice.user_id);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!((now + 590..=now + 610).contains(&expiry.parse::<u64>().unwrap()), "{turn}");
+    assert_eq!(turn["password"].as_str().unwrap().len(), 28, "base64 of a 20-byte HMAC-SHA1: {turn}");
+    assert_eq!(turn["uris"], json!(["turn:turn.example.org:3478?transport=udp"]));
+    assert_eq!(turn["ttl"], 600);
 }
 
 async fn user_directory(backend: Backend) {

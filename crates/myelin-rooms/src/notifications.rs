@@ -1,0 +1,290 @@
+//! Push-rule evaluation: every new event is matched against the push rules of each local member
+//! it could notify (ruma's `Ruleset::get_actions` with the room's member count, the member's
+//! display name and the power levels), and the actions that notify are stored with the event.
+//! `/sync` counts them after the member's read receipt (`unread_notifications`, per thread with
+//! `unread_thread_notifications`) and `GET /notifications` lists them.
+
+use crate::{
+    pdu::Pdu,
+    read::{Viewer, Visibility},
+    service::RoomService,
+};
+use myelin_core::{Error, Result};
+use myelin_store::{PushAction, StateMap};
+use ruma::{
+    Int, OwnedUserId, RoomId, UInt, UserId,
+    push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
+    room_version_rules::RoomPowerLevelsRules,
+    serde::Raw,
+};
+use serde_json::{Value, json};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+/// A local member the push rules are evaluated for.
+#[derive(Debug, Clone)]
+pub(crate) struct PushMember {
+    pub user_id: OwnedUserId,
+    pub display_name: String,
+}
+
+/// The members of a room whose push rules matter: local and joined; and the joined count.
+#[derive(Debug, Default)]
+pub(crate) struct RoomMembers {
+    pub local: Vec<PushMember>,
+    pub joined: u64,
+}
+
+/// Unread counts of a room for a user: (notifications, highlights), per thread too.
+#[derive(Debug, Clone, Default)]
+pub struct UnreadCounts {
+    pub notification_count: u64,
+    pub highlight_count: u64,
+    /// Thread root → counts, when the client asked for threads apart.
+    pub threads: BTreeMap<String, (u64, u64)>,
+}
+
+/// One entry of `GET /notifications`.
+#[derive(Debug)]
+pub struct Notification {
+    pub room_id: String,
+    pub event: Value,
+    pub actions: Value,
+    pub read: bool,
+    pub ts: i64,
+}
+
+impl RoomService {
+    /// What the push rules of the room's local members say about `pdu` (whose canonical JSON
+    /// is `json`), given the state before it: one entry per member it notifies.
+    pub(crate) async fn push_actions(
+        &self,
+        room_id: &RoomId,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+        pdu: &Pdu,
+        json: &str,
+        state: &StateMap,
+    ) -> Result<Vec<PushAction>> {
+        let members = self.push_members(room_id).await?;
+        let mut recipients: Vec<PushMember> =
+            members.local.iter().filter(|m| m.user_id != pdu.sender).cloned().collect();
+        // An invite notifies the invitee (`.m.rule.invite_for_me`), who is not joined yet.
+        if pdu.kind.to_string() == "m.room.member"
+            && pdu.content_value().get("membership").and_then(Value::as_str) == Some("invite")
+            && let Some(invitee) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
+            && invitee.server_name() == self.config.server_name.as_str()
+            && !recipients.iter().any(|m| m.user_id == invitee)
+        {
+            let display_name = invitee.localpart().to_owned();
+            recipients.push(PushMember { user_id: invitee, display_name });
+        }
+        if recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let power_levels = self.power_levels_ctx(rules, state).await?;
+        let event = Raw::<Value>::from_json(
+            serde_json::value::RawValue::from_string(json.to_owned()).map_err(Error::internal)?,
+        );
+        let thread_id = crate::service::relation_of(&pdu.content_value())
+            .filter(|(_, rel_type)| rel_type == "m.thread")
+            .map(|(root, _)| root);
+        let mut out = Vec::new();
+        for member in recipients {
+            let ruleset = self.cached_push_rules(&member.user_id).await?;
+            let mut ctx = PushConditionRoomCtx::new(
+                room_id.to_owned(),
+                UInt::new_saturating(members.joined),
+                member.user_id.clone(),
+                member.display_name.clone(),
+            );
+            ctx.power_levels = power_levels.clone();
+            let actions = ruleset.get_actions(&event, &ctx).await;
+            let notify = actions.iter().any(|a| a.should_notify());
+            if !notify {
+                continue;
+            }
+            out.push(PushAction {
+                user_id: member.user_id.to_string(),
+                notify,
+                highlight: actions.iter().any(|a| a.is_highlight()),
+                thread_id: thread_id.clone(),
+                actions: serde_json::to_string(actions).map_err(Error::internal)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The push-condition view of the room's power levels (who may `@room`), if it has any.
+    async fn power_levels_ctx(
+        &self,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+        state: &StateMap,
+    ) -> Result<Option<PushConditionPowerLevelsCtx>> {
+        let Some(id) = state.get(&("m.room.power_levels".to_owned(), String::new())) else {
+            return Ok(None);
+        };
+        let Some(pdu) = self.cached_pdus(std::slice::from_ref(id)).await?.remove(id) else {
+            return Ok(None);
+        };
+        let content = pdu.content_value();
+        let level = |v: &Value| v.as_i64().or_else(|| v.as_str()?.parse().ok()).and_then(Int::new);
+        let users: BTreeMap<OwnedUserId, Int> = content
+            .get("users")
+            .and_then(Value::as_object)
+            .map(|users| {
+                users.iter().filter_map(|(u, l)| Some((OwnedUserId::try_from(u.as_str()).ok()?, level(l)?))).collect()
+            })
+            .unwrap_or_default();
+        let users_default = content.get("users_default").and_then(level).unwrap_or_default();
+        let notifications = serde_json::from_value(content.get("notifications").cloned().unwrap_or_else(|| json!({})))
+            .unwrap_or_default();
+        let power_rules = RoomPowerLevelsRules::new(&rules.authorization, std::iter::empty());
+        Ok(Some(PushConditionPowerLevelsCtx::new(users, users_default, notifications, power_rules)))
+    }
+
+    /// The room's local joined members (with display names) and joined count, cached until
+    /// the next membership event of the room.
+    async fn push_members(&self, room_id: &RoomId) -> Result<Arc<RoomMembers>> {
+        if let Some(members) = self.push_members.lock().unwrap_or_else(|e| e.into_inner()).get(room_id) {
+            return Ok(members.clone());
+        }
+        let rows = self.store.rooms().members(room_id.as_str()).await?;
+        let joined: Vec<_> = rows.into_iter().filter(|m| m.membership == "join").collect();
+        let suffix = format!(":{}", self.config.server_name);
+        let local: Vec<_> = joined.iter().filter(|m| m.user_id.ends_with(&suffix)).collect();
+        let ids: Vec<String> = local.iter().map(|m| m.event_id.clone()).collect();
+        let events = self.cached_pdus(&ids).await?;
+        let mut members = RoomMembers { local: Vec::with_capacity(local.len()), joined: joined.len() as u64 };
+        for m in local {
+            let Ok(user_id) = OwnedUserId::try_from(m.user_id.as_str()) else { continue };
+            let display_name = events
+                .get(&m.event_id)
+                .and_then(|e| e.content_value().get("displayname")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| user_id.localpart().to_owned());
+            members.local.push(PushMember { user_id, display_name });
+        }
+        let members = Arc::new(members);
+        self.push_members.lock().unwrap_or_else(|e| e.into_inner()).insert(room_id.to_owned(), members.clone());
+        Ok(members)
+    }
+
+    /// A member event changed the room's members: evaluate with fresh ones next time.
+    pub(crate) fn forget_push_members(&self, room_id: &RoomId) {
+        self.push_members.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
+    }
+
+    /// The user's push rules, cached until they change.
+    async fn cached_push_rules(&self, user: &UserId) -> Result<Arc<Ruleset>> {
+        if let Some(rules) = self.push_rule_cache.lock().unwrap_or_else(|e| e.into_inner()).get(user) {
+            return Ok(rules.clone());
+        }
+        let rules = Arc::new(self.push_rules(user).await?);
+        let mut cache = self.push_rule_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(user.to_owned(), rules.clone());
+        Ok(rules)
+    }
+
+    /// The user's rules changed.
+    pub(crate) fn forget_push_rules(&self, user: &UserId) {
+        self.push_rule_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+    }
+
+    /// Unread counts of every room of the user that has any.
+    pub async fn unread_counts(&self, user: &UserId, by_thread: bool) -> Result<HashMap<String, UnreadCounts>> {
+        let mut out: HashMap<String, UnreadCounts> = HashMap::new();
+        for (room, thread, notify, highlight) in self.store.push().unread_counts(user.as_str(), by_thread).await? {
+            let counts = out.entry(room).or_default();
+            let (notify, highlight) = (notify.max(0) as u64, highlight.max(0) as u64);
+            match thread {
+                Some(thread) if by_thread => {
+                    counts.threads.insert(thread, (notify, highlight));
+                }
+                _ => {
+                    counts.notification_count += notify;
+                    counts.highlight_count += highlight;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /notifications`: the user's notifications before `from` (a token it returned),
+    /// newest first; with the token of the next page.
+    pub async fn notifications(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        limit: usize,
+        highlights_only: bool,
+    ) -> Result<(Vec<Notification>, Option<String>)> {
+        let before = match from {
+            Some(token) => {
+                token.parse::<i64>().map_err(|_| Error::invalid_param("`from` is not a token of this server"))?
+            }
+            None => i64::MAX,
+        };
+        let limit = limit.clamp(1, 100);
+        let rows = self.store.push().notifications(user.as_str(), before, limit as i64, highlights_only).await?;
+        let next = (rows.len() == limit).then(|| rows.last().map(|r| r.stream_ordering.to_string())).flatten();
+        let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+        let viewer = Viewer { user, device_id: None };
+        let events = self.client_events_by_id(viewer, &ids).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            // Events the user may no longer see (or redacted away) are left out.
+            let Some(event) = events.get(&row.event_id) else { continue };
+            out.push(Notification {
+                room_id: row.room_id,
+                ts: event.get("origin_server_ts").and_then(Value::as_i64).unwrap_or_default(),
+                event: event.clone(),
+                actions: serde_json::from_str(&row.actions).map_err(Error::internal)?,
+                read: row.read,
+            });
+        }
+        Ok((out, next))
+    }
+
+    /// `POST /pushers/set` (kind not null): stores the pusher as the client set it.
+    pub async fn set_pusher(&self, user: &UserId, app_id: &str, pushkey: &str, json: &str, append: bool) -> Result<()> {
+        Ok(self
+            .store
+            .push()
+            .set_pusher(user.as_str(), app_id, pushkey, json, append, myelin_core::util::now_ms())
+            .await?)
+    }
+
+    pub async fn delete_pusher(&self, user: &UserId, app_id: &str, pushkey: &str) -> Result<()> {
+        Ok(self.store.push().delete_pusher(user.as_str(), app_id, pushkey).await?)
+    }
+
+    pub async fn pushers(&self, user: &UserId) -> Result<Vec<String>> {
+        Ok(self.store.push().pushers(user.as_str()).await?)
+    }
+
+    /// Events by ID in the client format, those the viewer may see.
+    async fn client_events_by_id(&self, viewer: Viewer<'_>, ids: &[String]) -> Result<HashMap<String, Value>> {
+        let rows = self.store.rooms().events(ids).await?;
+        let extras = self.extras(&rows, viewer).await?;
+        let mut visibility: HashMap<String, Visibility<'_>> = HashMap::new();
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            if !visibility.contains_key(&row.room_id) {
+                let room_id = RoomId::parse(&row.room_id).map_err(Error::internal)?;
+                visibility.insert(row.room_id.clone(), Visibility::new(self, &room_id, viewer.user).await?);
+            }
+            let Some(check) = visibility.get_mut(&row.room_id) else { continue };
+            let (visible, membership) = check.check(row).await?;
+            if !visible {
+                continue;
+            }
+            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
+            out.insert(row.event_id.clone(), self.client_event_with(row, &pdu, viewer, membership, &extras).await?);
+        }
+        Ok(out)
+    }
+}

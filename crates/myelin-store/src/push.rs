@@ -1,0 +1,153 @@
+//! Push: the users' pushers, and the push actions stored with events, read back as unread
+//! counts (per room, per thread) and as the `/notifications` list.
+
+use crate::{
+    Result,
+    db::{BeginWrite, Db, on_db},
+};
+
+pub struct Push<'a>(pub(crate) &'a Db);
+
+/// Unread counts of one room (and thread) for a user: (room, thread or None, notify, highlight).
+pub type UnreadRow = (String, Option<String>, i64, i64);
+
+/// One notification: (stream position, room, event ID, actions JSON, highlight, read).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NotificationRow {
+    pub stream_ordering: i64,
+    pub room_id: String,
+    pub event_id: String,
+    pub actions: String,
+    pub read: bool,
+}
+
+/// The stream position up to which the user has read room `$room`: their latest read receipt
+/// (`m.read` or `m.read.private`) for the threads in `$threads` (an SQL list), or their join
+/// when later (what came before they joined is not unread); SQL text.
+macro_rules! read_up_to {
+    ($room:expr, $user:expr, $threads:expr) => {
+        concat!(
+            "COALESCE((SELECT MAX(up.s) FROM (
+               SELECT e.stream_ordering AS s FROM receipts r JOIN events e ON e.event_id = r.event_id
+               WHERE r.room_id = ",
+            $room,
+            " AND r.user_id = ",
+            $user,
+            " AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ",
+            $threads,
+            " UNION ALL SELECT m.stream_ordering AS s FROM memberships m WHERE m.room_id = ",
+            $room,
+            " AND m.user_id = ",
+            $user,
+            " AND m.membership = 'join') AS up), 0)"
+        )
+    };
+}
+
+impl Push<'_> {
+    /// Adds or replaces the user's pusher for (app ID, pushkey); unless `append`, the same
+    /// pushkey is removed from every other user (a device belongs to one account at a time).
+    pub async fn set_pusher(
+        &self,
+        user_id: &str,
+        app_id: &str,
+        pushkey: &str,
+        json: &str,
+        append: bool,
+        now_ms: i64,
+    ) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            if !append {
+                sqlx::query("DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3")
+                    .bind(app_id)
+                    .bind(pushkey)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO pushers (user_id, app_id, pushkey, json, created_ts) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (app_id, pushkey, user_id) DO UPDATE SET json = excluded.json",
+            )
+            .bind(user_id)
+            .bind(app_id)
+            .bind(pushkey)
+            .bind(json)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn delete_pusher(&self, user_id: &str, app_id: &str, pushkey: &str) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
+                .bind(user_id)
+                .bind(app_id)
+                .bind(pushkey)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The user's pushers, as set.
+    pub async fn pushers(&self, user_id: &str) -> Result<Vec<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT json FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id, pushkey")
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Unread notification counts of every room of the user with any, after their read
+    /// receipts. `by_thread`: events in threads count apart, each after the receipts of its
+    /// thread (or unthreaded ones); else every event counts after the unthreaded or main
+    /// receipt.
+    pub async fn unread_counts(&self, user_id: &str, by_thread: bool) -> Result<Vec<UnreadRow>> {
+        let sql = if by_thread {
+            concat!(
+                "SELECT a.room_id, a.thread_id, SUM(CASE WHEN a.notify THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
+                 FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering > ",
+                read_up_to!("a.room_id", "$1", "('', COALESCE(a.thread_id, 'main'))"),
+                " GROUP BY a.room_id, a.thread_id"
+            )
+        } else {
+            concat!(
+                "SELECT a.room_id, NULL, SUM(CASE WHEN a.notify THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
+                 FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering > ",
+                read_up_to!("a.room_id", "$1", "('', 'main')"),
+                " GROUP BY a.room_id"
+            )
+        };
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as::<_, (String, Option<String>, i64, i64)>(sql).bind(user_id).fetch_all(pool).await?
+        }))
+    }
+
+    /// The user's notifications before stream position `before` (newest first), `limit` of
+    /// them, only highlights when `highlights_only`, each marked read or not.
+    pub async fn notifications(
+        &self,
+        user_id: &str,
+        before: i64,
+        limit: i64,
+        highlights_only: bool,
+    ) -> Result<Vec<NotificationRow>> {
+        let sql = concat!(
+            "SELECT a.stream_ordering, a.room_id, a.event_id, a.actions, a.stream_ordering <= ",
+            read_up_to!("a.room_id", "$1", "('', 'main', COALESCE(a.thread_id, 'main'))"),
+            " AS read FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering < $2
+               AND (a.highlight OR NOT $3) ORDER BY a.stream_ordering DESC LIMIT $4"
+        );
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(sql).bind(user_id).bind(before).bind(highlights_only).bind(limit).fetch_all(pool).await?
+        }))
+    }
+}
