@@ -160,7 +160,7 @@ impl<'a> Visibility<'a> {
         let member_id = content_of("m.room.member", self.viewer.as_str());
         ids.extend(visibility_id.clone());
         ids.extend(member_id.clone());
-        let pdus = self.service.pdus(&ids).await?;
+        let pdus = self.service.cached_pdus(&ids).await?;
         let field = |id: &Option<String>, name: &str| {
             id.as_ref().and_then(|id| pdus.get(id)).and_then(|p| p.content_value()[name].as_str().map(str::to_owned))
         };
@@ -288,7 +288,7 @@ impl RoomService {
                 .get(&(row.event_type.clone(), state_key.clone()))
                 .filter(|id| **id != row.event_id)
         {
-            if let Some((_, prev)) = self.pdu(prev_id).await? {
+            if let Some(prev) = self.cached_pdus(std::slice::from_ref(prev_id)).await?.remove(prev_id) {
                 unsigned.insert("prev_content".into(), prev.content_value());
                 unsigned.insert("prev_sender".into(), json!(prev.sender));
             }
