@@ -43,8 +43,11 @@ impl RoomService {
         }
         let room = room.map_or("", |r| r.as_str());
         let text = serde_json::to_string(content).map_err(Error::internal)?;
-        let stream = self.store.rooms().set_account_data(user.as_str(), room, data_type, &text).await?;
-        self.changes.record(crate::changes::account_data_key(user.as_str()), stream);
+        let key = crate::changes::account_data_key(user.as_str());
+        self.changes.begin(&key);
+        let written = self.store.rooms().set_account_data(user.as_str(), room, data_type, &text).await;
+        self.changes.finish(&key, written.as_ref().ok().copied());
+        let stream = written?;
         if data_type == "m.ignored_user_list" {
             self.ignored_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
         }

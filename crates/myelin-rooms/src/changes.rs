@@ -3,6 +3,10 @@
 //! querying, so a sync where nothing changed for the user costs (almost) no query. Positions
 //! from before the process started are unknown, so tokens older than the start always query.
 //! Like the room heads, this assumes one process writes the database (see ARCHITECTURE.md).
+//!
+//! A writer calls `begin` before its write and `finish` after: while a write is in flight its
+//! key counts as changed, so a sync that reads the stream position between the commit and
+//! `finish` cannot skip what the write added.
 
 use std::{
     collections::HashMap,
@@ -15,7 +19,8 @@ use std::{
 pub(crate) struct StreamChanges {
     /// Positions at or before this one are from before the start: unknown.
     start: AtomicI64,
-    latest: Mutex<HashMap<String, i64>>,
+    /// Per key: the latest position recorded, and the writes in flight.
+    latest: Mutex<HashMap<String, (i64, u32)>>,
 }
 
 impl StreamChanges {
@@ -29,15 +34,27 @@ impl StreamChanges {
         self.start.store(start, Ordering::SeqCst);
     }
 
-    pub(crate) fn record(&self, key: String, position: i64) {
+    /// A write of `key` starts.
+    pub(crate) fn begin(&self, key: &str) {
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = latest.entry(key).or_insert(position);
-        *entry = (*entry).max(position);
+        latest.entry(key.to_owned()).or_insert((i64::MIN, 0)).1 += 1;
     }
 
-    /// The latest position recorded for `key` since the start.
+    /// The write of `key` that `begin` announced is over, at `position` if it succeeded.
+    pub(crate) fn finish(&self, key: &str, position: Option<i64>) {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = latest.entry(key.to_owned()).or_insert((i64::MIN, 1));
+        entry.1 = entry.1.saturating_sub(1);
+        if let Some(position) = position {
+            entry.0 = entry.0.max(position);
+        }
+    }
+
+    /// The latest position recorded for `key` since the start; `i64::MAX` while a write of it
+    /// is in flight.
     pub(crate) fn latest(&self, key: &str) -> Option<i64> {
-        self.latest.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied()
+        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.get(key).map(|(position, in_flight)| if *in_flight > 0 { i64::MAX } else { *position })
     }
 
     /// Whether `key` may have changed after `since`.
@@ -55,6 +72,10 @@ pub(crate) fn to_device_key(user: &str, device: &str) -> String {
     format!("td {user} {device}")
 }
 
+pub(crate) fn members_key(room: &str) -> String {
+    format!("mb {room}")
+}
+
 pub(crate) const PRESENCE_KEY: &str = "pr";
 pub(crate) const DEVICE_LISTS_KEY: &str = "dl";
 
@@ -69,10 +90,16 @@ mod tests {
         changes.init(10);
         assert!(changes.changed_after("k", 5), "a token from before the start");
         assert!(!changes.changed_after("k", 10));
-        changes.record("k".into(), 12);
+        changes.begin("k");
+        assert!(changes.changed_after("k", 1_000), "a write in flight counts as a change");
+        changes.finish("k", Some(12));
         assert!(changes.changed_after("k", 11));
         assert!(!changes.changed_after("k", 12));
-        changes.record("k".into(), 11);
+        changes.begin("k");
+        changes.finish("k", Some(11));
         assert_eq!(changes.latest("k"), Some(12), "positions never move back");
+        changes.begin("k");
+        changes.finish("k", None);
+        assert_eq!(changes.latest("k"), Some(12), "a failed write changes nothing");
     }
 }

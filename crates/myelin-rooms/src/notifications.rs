@@ -194,10 +194,17 @@ impl RoomService {
         self.push_rule_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
     }
 
-    /// Unread counts of every room of the user that has any.
-    pub async fn unread_counts(&self, user: &UserId, by_thread: bool) -> Result<HashMap<String, UnreadCounts>> {
+    /// Unread counts of those of `rooms` that have any.
+    pub async fn unread_counts(
+        &self,
+        user: &UserId,
+        by_thread: bool,
+        rooms: &[String],
+    ) -> Result<HashMap<String, UnreadCounts>> {
         let mut out: HashMap<String, UnreadCounts> = HashMap::new();
-        for (room, thread, notify, highlight) in self.store.push().unread_counts(user.as_str(), by_thread).await? {
+        for (room, thread, notify, highlight) in
+            self.store.push().unread_counts(user.as_str(), by_thread, rooms).await?
+        {
             let counts = out.entry(room).or_default();
             let (notify, highlight) = (notify.max(0) as u64, highlight.max(0) as u64);
             match thread {

@@ -17,8 +17,10 @@ impl RoomService {
             return Err(Error::invalid_param(format!("unknown presence {state}")));
         }
         let now = now_ms();
-        let stream = self.store.rooms().set_presence(user.as_str(), state, status_msg, now).await?;
-        self.changes.record(crate::changes::PRESENCE_KEY.to_owned(), stream);
+        self.changes.begin(crate::changes::PRESENCE_KEY);
+        let written = self.store.rooms().set_presence(user.as_str(), state, status_msg, now).await;
+        self.changes.finish(crate::changes::PRESENCE_KEY, written.as_ref().ok().copied());
+        let stream = written?;
         self.presence_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())

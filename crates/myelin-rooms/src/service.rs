@@ -361,6 +361,12 @@ impl RoomService {
         };
         let mut event = event;
         event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, &event.json, state).await?;
+        // Membership changes move device lists (see `changes.rs`): in flight until persisted.
+        let members_key =
+            (pdu.kind.to_string() == "m.room.member").then(|| crate::changes::members_key(room.room_id.as_str()));
+        if let Some(key) = &members_key {
+            self.changes.begin(key);
+        }
         let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
         // Persisting and advancing the head run as their own task: a request dropped halfway
         // (the client went away) must not leave an event stored but the head behind it. Until
@@ -401,7 +407,11 @@ impl RoomService {
             advance(&stream, persisted.stream_ordering);
             Ok(persisted)
         });
-        let persisted = task.await.map_err(Error::internal)??;
+        let persisted = task.await.map_err(Error::internal).and_then(|persisted| persisted);
+        if let Some(key) = &members_key {
+            self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
+        }
+        let persisted = persisted?;
         if pdu.kind.to_string() == "m.room.member" {
             self.forget_push_members(&room.room_id);
         }

@@ -218,7 +218,8 @@ impl RoomService {
         };
         if let Some(since) = since {
             // Device lists move with key changes and with memberships (events in the rooms).
-            let rooms_moved = changed_rooms.as_ref().is_none_or(|c| memberships.iter().any(|m| c.contains(&m.room_id)));
+            let rooms_moved =
+                memberships.iter().any(|m| self.changes.changed_after(&crate::changes::members_key(&m.room_id), since));
             if rooms_moved || self.changes.changed_after(crate::changes::DEVICE_LISTS_KEY, since) {
                 let (changed, left) = self.device_list_updates(viewer.user, since, now).await?;
                 out.device_lists_changed = changed.into_iter().collect();
@@ -313,7 +314,8 @@ impl RoomService {
         }
         // Unread counts of the joined rooms in the answer: one query for all of them.
         if !out.join.is_empty() {
-            let mut unread = self.unread_counts(viewer.user, options.unread_thread_notifications).await?;
+            let rooms: Vec<String> = out.join.iter().map(|update| update.room_id.clone()).collect();
+            let mut unread = self.unread_counts(viewer.user, options.unread_thread_notifications, &rooms).await?;
             for update in &mut out.join {
                 update.unread = Some(unread.remove(&update.room_id).unwrap_or_default());
             }

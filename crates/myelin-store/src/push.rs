@@ -104,31 +104,36 @@ impl Push<'_> {
         }))
     }
 
-    /// Unread notification counts of every room of the user with any, after their read
+    /// Unread notification counts in `room_ids` (those with any), after the user's read
     /// receipts. `by_thread`: events in threads count apart, each after the receipts of its
     /// thread (or unthreaded ones); else every event counts after the unthreaded or main
     /// receipt.
-    pub async fn unread_counts(&self, user_id: &str, by_thread: bool) -> Result<Vec<UnreadRow>> {
-        let sql = if by_thread {
-            concat!(
-                "SELECT a.room_id, a.thread_id, SUM(CASE WHEN a.notify THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
-                 FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering > ",
-                read_up_to!("a.room_id", "$1", "('', COALESCE(a.thread_id, 'main'))"),
-                " GROUP BY a.room_id, a.thread_id"
-            )
+    pub async fn unread_counts(&self, user_id: &str, by_thread: bool, room_ids: &[String]) -> Result<Vec<UnreadRow>> {
+        let (thread, threads, group) = if by_thread {
+            ("a.thread_id", "('', COALESCE(a.thread_id, 'main'))", "a.room_id, a.thread_id")
         } else {
-            concat!(
-                "SELECT a.room_id, NULL, SUM(CASE WHEN a.notify THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
-                 FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering > ",
-                read_up_to!("a.room_id", "$1", "('', 'main')"),
-                " GROUP BY a.room_id"
-            )
+            ("NULL", "('', 'main')", "a.room_id")
         };
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as::<_, (String, Option<String>, i64, i64)>(sql).bind(user_id).fetch_all(pool).await?
-        }))
+        let mut rows = Vec::new();
+        for chunk in room_ids.chunks(100) {
+            let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let up_to = format!(read_up_to!("a.room_id", "$1", "{threads}"), threads = threads);
+            let sql = format!(
+                "SELECT a.room_id, {thread}, SUM(CASE WHEN a.notify THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
+                 FROM event_push_actions a WHERE a.user_id = $1 AND a.room_id IN ({list}) AND a.stream_ordering > {up_to}
+                 GROUP BY {group}"
+            );
+            let found: Vec<UnreadRow> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
+                for room in chunk {
+                    query = query.bind(room);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        Ok(rows)
     }
 
     /// The user's notifications before stream position `before` (newest first), `limit` of

@@ -19,8 +19,11 @@ async fn post_password(
 ) -> ApiResult<change_password::Response> {
     let subject = request.identity.as_ref().map(|i| (&*i.user_id, &*i.device_id));
     let body = &request.body;
-    services.accounts.change_password(subject, &body.new_password, body.logout_devices, body.auth.as_ref()).await?;
+    services.rooms.device_lists_changing();
+    let changed =
+        services.accounts.change_password(subject, &body.new_password, body.logout_devices, body.auth.as_ref()).await;
     services.rooms.wake_syncs().await?;
+    changed?;
     Ok(change_password::Response::new().into())
 }
 

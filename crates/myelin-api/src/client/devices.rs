@@ -70,11 +70,13 @@ async fn delete(
     let body = &request.body;
     // 404 for a device that does not exist, before asking for a password.
     services.accounts.device(&identity.user_id, body.device_id.as_str()).await?;
-    services
+    services.rooms.device_lists_changing();
+    let deleted = services
         .accounts
         .delete_devices(&identity.user_id, std::slice::from_ref(&body.device_id), body.auth.as_ref())
-        .await?;
+        .await;
     services.rooms.wake_syncs().await?;
+    deleted?;
     Ok(delete_device::Response::new().into())
 }
 
@@ -85,7 +87,9 @@ async fn delete_many(
 ) -> ApiResult<delete_devices::Response> {
     let identity = request.identity()?;
     let body = &request.body;
-    services.accounts.delete_devices(&identity.user_id, &body.devices, body.auth.as_ref()).await?;
+    services.rooms.device_lists_changing();
+    let deleted = services.accounts.delete_devices(&identity.user_id, &body.devices, body.auth.as_ref()).await;
     services.rooms.wake_syncs().await?;
+    deleted?;
     Ok(delete_devices::Response::new().into())
 }

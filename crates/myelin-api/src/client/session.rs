@@ -100,8 +100,10 @@ async fn post_logout(
     request: Ruma<logout::Request>,
 ) -> ApiResult<logout::Response> {
     let identity = request.identity()?;
-    services.accounts.logout(&identity.user_id, &identity.device_id).await?;
+    services.rooms.device_lists_changing();
+    let done = services.accounts.logout(&identity.user_id, &identity.device_id).await;
     services.rooms.wake_syncs().await?;
+    done?;
     Ok(logout::Response::new().into())
 }
 
@@ -110,8 +112,11 @@ async fn post_logout_all(
     State(services): State<Arc<Services>>,
     request: Ruma<logout_all::Request>,
 ) -> ApiResult<logout_all::Response> {
-    services.accounts.logout_all(&request.identity()?.user_id).await?;
+    let identity = request.identity()?;
+    services.rooms.device_lists_changing();
+    let done = services.accounts.logout_all(&identity.user_id).await;
     services.rooms.wake_syncs().await?;
+    done?;
     Ok(logout_all::Response::new().into())
 }
 

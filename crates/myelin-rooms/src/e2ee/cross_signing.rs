@@ -93,8 +93,10 @@ impl RoomService {
         if keys.is_empty() {
             return Ok(());
         }
-        let stream = self.store.keys().set_cross_signing_keys(user.as_str(), &keys).await?;
-        self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
+        self.changes.begin(crate::changes::DEVICE_LISTS_KEY);
+        let written = self.store.keys().set_cross_signing_keys(user.as_str(), &keys).await;
+        self.changes.finish(crate::changes::DEVICE_LISTS_KEY, written.as_ref().ok().copied());
+        let stream = written?;
         self.advance_stream(stream);
         Ok(())
     }
@@ -118,8 +120,10 @@ impl RoomService {
                 }
             }
         }
-        if let Some(stream) = self.store.keys().add_signatures(&accepted).await? {
-            self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
+        self.changes.begin(crate::changes::DEVICE_LISTS_KEY);
+        let written = self.store.keys().add_signatures(&accepted).await;
+        self.changes.finish(crate::changes::DEVICE_LISTS_KEY, written.as_ref().ok().copied().flatten());
+        if let Some(stream) = written? {
             self.advance_stream(stream);
         }
         Ok(failures)

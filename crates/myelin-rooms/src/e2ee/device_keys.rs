@@ -61,14 +61,15 @@ impl RoomService {
             }
         }
         let device_json = device_keys.map(|keys| serde_json::to_string(&keys)).transpose().map_err(Error::internal)?;
+        self.changes.begin(crate::changes::DEVICE_LISTS_KEY);
         let changed = self
             .store
             .keys()
             .upload(user.as_str(), device.as_str(), device_json.as_deref(), &one_time_keys, &fallback_keys)
-            .await?;
+            .await;
+        self.changes.finish(crate::changes::DEVICE_LISTS_KEY, changed.as_ref().ok().copied().flatten());
         self.forget_key_counts(user.as_str(), device.as_str());
-        if let Some(stream) = changed {
-            self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
+        if let Some(stream) = changed? {
             self.advance_stream(stream);
         }
         self.one_time_key_counts(user, device).await

@@ -47,17 +47,26 @@ impl RoomService {
 
     /// The user's devices changed outside the keys API (renamed): other clients refetch.
     pub async fn device_list_changed(&self, user: &UserId) -> Result<()> {
-        let stream = self.store.keys().record_device_list_change(user.as_str()).await?;
-        self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
+        self.changes.begin(crate::changes::DEVICE_LISTS_KEY);
+        let written = self.store.keys().record_device_list_change(user.as_str()).await;
+        self.changes.finish(crate::changes::DEVICE_LISTS_KEY, written.as_ref().ok().copied());
+        let stream = written?;
         self.advance_stream(stream);
         Ok(())
     }
 
-    /// Wakes waiting syncs after the accounts service changed the stream (deleting devices
-    /// records a device-list change): they look at the latest position.
+    /// Call before the accounts service deletes devices (which records device-list changes in
+    /// the store), then `wake_syncs` whatever the outcome.
+    pub fn device_lists_changing(&self) {
+        self.changes.begin(crate::changes::DEVICE_LISTS_KEY);
+    }
+
+    /// Ends what `device_lists_changing` began and wakes waiting syncs: they look at the latest
+    /// position.
     pub async fn wake_syncs(&self) -> Result<()> {
-        let stream = self.store.rooms().max_stream().await?;
-        self.changes.record(crate::changes::DEVICE_LISTS_KEY.to_owned(), stream);
+        let stream = self.store.rooms().max_stream().await;
+        self.changes.finish(crate::changes::DEVICE_LISTS_KEY, stream.as_ref().ok().copied());
+        let stream = stream?;
         self.advance_stream(stream);
         Ok(())
     }

@@ -66,15 +66,17 @@ impl RoomService {
                 queued.push(NewToDevice { user_id: m.user_id.clone(), device_id, content: m.content.clone() });
             }
         }
+        let keys: Vec<String> =
+            queued.iter().map(|q| crate::changes::to_device_key(&q.user_id, &q.device_id)).collect();
+        keys.iter().for_each(|key| self.changes.begin(key));
         let sent = self
             .store
             .to_device()
             .send(sender.as_str(), sender_device.as_str(), txn_id, event_type, &queued, now_ms())
-            .await?;
-        if let Some(stream) = sent {
-            for q in &queued {
-                self.changes.record(crate::changes::to_device_key(&q.user_id, &q.device_id), stream);
-            }
+            .await;
+        let position = sent.as_ref().ok().copied().flatten();
+        keys.iter().for_each(|key| self.changes.finish(key, position));
+        if let Some(stream) = sent? {
             self.advance_stream(stream);
         }
         Ok(())
