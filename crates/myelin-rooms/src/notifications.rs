@@ -13,7 +13,7 @@ use myelin_core::{Error, Result};
 use myelin_store::{PushAction, StateMap};
 use ruma::{
     Int, OwnedUserId, RoomId, UInt, UserId,
-    push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
+    push::{FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     room_version_rules::RoomPowerLevelsRules,
     serde::Raw,
 };
@@ -84,9 +84,10 @@ impl RoomService {
             return Ok(Vec::new());
         }
         let power_levels = self.power_levels_ctx(rules, state).await?;
-        let event = Raw::<Value>::from_json(
+        // Flattened once for all members (`Ruleset::get_actions` would flatten it per member).
+        let event = FlattenedJson::from_raw(&Raw::<Value>::from_json(
             serde_json::value::RawValue::from_string(json.to_owned()).map_err(Error::internal)?,
-        );
+        ));
         let thread_id = crate::service::relation_of(&pdu.content_value())
             .filter(|(_, rel_type)| rel_type == "m.thread")
             .map(|(root, _)| root);
@@ -100,7 +101,15 @@ impl RoomService {
                 member.display_name.clone(),
             );
             ctx.power_levels = power_levels.clone();
-            let actions = ruleset.get_actions(&event, &ctx).await;
+            // The first rule that applies decides, as in `Ruleset::get_match` (the sender, whose
+            // own events never notify them, is not among the recipients).
+            let mut actions: &[ruma::push::Action] = &[];
+            for rule in ruleset.iter() {
+                if rule.applies(&event, &ctx).await {
+                    actions = rule.actions();
+                    break;
+                }
+            }
             let notify = actions.iter().any(|a| a.should_notify());
             if !notify {
                 continue;
