@@ -527,6 +527,23 @@ async fn key_backup(backend: Backend) {
     let room_path = format!("/_matrix/client/v3/room_keys/keys/{}?version={version}", enc(room));
     assert_eq!(server.get(&room_path, t).await.1["sessions"]["s2"]["session_data"]["ciphertext"], b64("two"));
 
+    // One room's keys at once, then that room's keys deleted, then all keys deleted.
+    let (status, body) = server.put(&room_path, t, json!({ "sessions": { "s4": key(0, 0, false, "four") } })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 4);
+    let other_room = format!("/_matrix/client/v3/room_keys/keys/{}?version={version}", enc("!other:localhost"));
+    let (status, body) = server.request(reqwest::Method::DELETE, &other_room, t, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 3);
+    assert_eq!(server.get(&other_room, t).await.1["sessions"], json!({}));
+    let (status, body) = server.request(reqwest::Method::DELETE, &all, t, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 0);
+    assert_eq!(server.get(&all, t).await.1["rooms"], json!({}));
+    // Put back for what follows.
+    server.put(&session_path, t, key(7, 1, true, "fewer forwards")).await;
+    server.put(&all, t, json!({ "rooms": { room: { "sessions": { "s2": key(0, 0, false, "two") } }, "!other:localhost": { "sessions": { "s3": key(0, 0, false, "three") } } } })).await;
+
     // Writing to an old version: 403 naming the current one.
     let (_, newer) = server.post("/_matrix/client/v3/room_keys/version", t, algorithm.clone()).await;
     let current = newer["version"].as_str().unwrap().to_owned();
