@@ -52,7 +52,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import common, myelin, synapse  # noqa: E402
-from harness.http import Client, RequestFailed  # noqa: E402
+from harness.common import attempt, log  # noqa: E402
+from harness.http import Client, RequestFailed, room_path  # noqa: E402
 
 SENDERS = 16
 ROOMS_SPREAD = 8  # rooms for the "16 senders across 8 rooms" phase
@@ -73,24 +74,12 @@ class Plan:
         self.walks = 2 if quick else 5  # measured walks back through that room
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def attempt(results: dict, key, fn, *args):
-    """results[key] = fn(*args), or an error string: one failed part must not cost the
-    figures of the others."""
-    try:
-        results[key] = fn(*args)
-    except Exception as e:  # noqa: BLE001 - reported in the table, never hidden
-        results[key] = {"error": f"{type(e).__name__}: {e}"[:600]}
-        log(f"    ERROR {key}: {results[key]['error']}")
 
 
 # ---------------------------------------------------------------- client
 
-def room_path(room_id: str, rest: str) -> str:
-    return f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id, safe='')}/{rest}"
 
 
 def send_path(room_id: str, txn_id: str) -> str:

@@ -55,7 +55,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import common, myelin, synapse  # noqa: E402
-from harness.http import Client, RequestFailed  # noqa: E402
+from harness.common import attempt, log  # noqa: E402
+from harness.http import Client, RequestFailed, room_path  # noqa: E402
 
 SMALL_ROOMS = 8
 SETUP_THREADS = 8
@@ -84,24 +85,12 @@ class Plan:
         self.longpoll = (1, 5) if quick else (3, 20)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def attempt(results: dict, key, fn, *args):
-    """results[key] = fn(*args), or an error string: one failed part must not cost the
-    figures of the others."""
-    try:
-        results[key] = fn(*args)
-    except Exception as e:  # noqa: BLE001 - reported in the table, never hidden
-        results[key] = {"error": f"{type(e).__name__}: {e}"[:600]}
-        log(f"    ERROR {key}: {results[key]['error']}")
 
 
 # ---------------------------------------------------------------- client
 
-def room_path(room_id: str, rest: str) -> str:
-    return f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id, safe='')}/{rest}"
 
 
 _txn = itertools.count()

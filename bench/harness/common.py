@@ -243,3 +243,18 @@ def machine_line(binary: str | None, quick: bool) -> str:
     return (f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
             f"repo @ {commit}, Myelin binary {binary or '-'} (built {built})"
             + (" -- QUICK smoke-test sizes" if quick else ""))
+
+
+def log(msg: str) -> None:
+    """Progress to stderr (the figures go to stdout)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def attempt(results: dict, key, fn, *args):
+    """results[key] = fn(*args), or an error string: one failed part must not cost the
+    figures of the others."""
+    try:
+        results[key] = fn(*args)
+    except Exception as e:  # noqa: BLE001 - reported in the table, never hidden
+        results[key] = {"error": f"{type(e).__name__}: {e}"[:600]}
+        log(f"    ERROR {key}: {results[key]['error']}")

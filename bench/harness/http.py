@@ -3,6 +3,7 @@
 import json
 import socket
 import time
+import urllib.parse
 
 
 class RequestFailed(RuntimeError):
@@ -77,3 +78,7 @@ class Client:
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+
+def room_path(room_id: str, rest: str) -> str:
+    return f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id, safe='')}/{rest}"
