@@ -66,6 +66,9 @@ impl RoomService {
     pub async fn wake_syncs(&self) -> Result<()> {
         let stream = self.store.rooms().max_stream().await;
         self.changes.finish(crate::changes::DEVICE_LISTS_KEY, stream.as_ref().ok().copied());
+        // Deleted devices' keys are gone; a new login may reuse a device ID, so its cached
+        // counts must not outlive it (deletions are rare: drop them all).
+        self.key_counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let stream = stream?;
         self.advance_stream(stream);
         Ok(())
