@@ -34,13 +34,18 @@ class Myelin:
     """`myelin serve` in a fresh temp working dir, configured by environment only
     (the temp cwd also keeps a developer's ./myelin.toml out of the figures).
 
+    Or, with `config` (a TOML file), by that file alone: `serve --config FILE` and no
+    MYELIN_* settings in the environment, which would override the file. The file must
+    then listen on 127.0.0.1:`port` and should keep its data_dir under workdir.
+
     To restart on the same data (after a crash, say): start the first server with
     keep_dir=True, end it with stop() or kill(), then pass its workdir to a new Myelin.
     The data dir (SQLite database, media) is workdir/data; the log is appended to."""
 
     def __init__(self, binary: str | None = None, port: int | None = None,
                  extra_env: dict | None = None, poll_interval: float = 0.002,
-                 timeout: float = 30.0, keep_dir: bool = False, workdir: str | None = None):
+                 timeout: float = 30.0, keep_dir: bool = False, workdir: str | None = None,
+                 config: str | None = None):
         self.binary = os.path.abspath(binary or default_bin())
         if not os.access(self.binary, os.X_OK):  # fail before making a temp dir
             raise FileNotFoundError(f"no Myelin binary at {self.binary}")
@@ -50,15 +55,19 @@ class Myelin:
         self.workdir = workdir or tempfile.mkdtemp(prefix="bench-myelin-")
         self.log_file = os.path.join(self.workdir, "myelin.log")
         # Only our MYELIN_* settings: a developer's exports must not skew the figures.
-        env = dict({k: v for k, v in os.environ.items() if not k.startswith("MYELIN_")},
-                   MYELIN_LISTEN=f"127.0.0.1:{self.port}",
-                   MYELIN_DATA_DIR=os.path.join(self.workdir, "data"),
-                   MYELIN_FEDERATION__ENABLED="false",  # nothing to federate with here
-                   RUST_LOG="warn")  # logging must not weigh on the figures
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MYELIN_")}
+        env["RUST_LOG"] = "warn"  # logging must not weigh on the figures
+        command = [self.binary, "serve"]
+        if config:
+            command += ["--config", os.path.abspath(config)]
+        else:
+            env.update(MYELIN_LISTEN=f"127.0.0.1:{self.port}",
+                       MYELIN_DATA_DIR=os.path.join(self.workdir, "data"),
+                       MYELIN_FEDERATION__ENABLED="false")  # nothing to federate with here
         env.update(extra_env or {})
         self._log = open(self.log_file, "ab")
         self.spawn_time = time.monotonic()
-        self.proc = subprocess.Popen([self.binary, "serve"], cwd=self.workdir, env=env,
+        self.proc = subprocess.Popen(command, cwd=self.workdir, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         try:

@@ -7,11 +7,16 @@ Usage (from a script in bench/):
         print(hs.base_url, hs.pid, hs.startup_seconds)
         token = synapse.register_user(hs.base_url, "alice", "pw")["access_token"]
 
+For federation (tests/interop/test_synapse_federation.py), pass
+`federation=synapse.Federation(port, certificate, private_key, ca_file)`: Synapse is then
+named localhost:<port> and federates over TLS on that port with loopback peers.
+
 Stdlib only: benchmarks run with the system python3 and Synapse runs from its
 own venv at <repo>/.bench/synapse-venv, created and filled on first use.
 Run this file directly for a quick smoke test.
 """
 
+import dataclasses
 import json
 import os
 import secrets
@@ -69,18 +74,61 @@ def ensure_installed() -> str:
     return PYTHON
 
 
-def make_config(workdir: str, port: int, extra_config: dict | None = None) -> str:
+@dataclasses.dataclass(frozen=True)
+class Federation:
+    """A TLS federation listener on 127.0.0.1:`port`, and trust in `ca_file` alone.
+
+    The server is then named `localhost:<port>`: with an explicit port, peers connect
+    straight to it, with no .well-known or SRV look-up, and Synapse refuses IP-literal
+    names in private ranges. `certificate` must be valid for DNS:localhost."""
+    port: int
+    certificate: str  # PEM leaf certificate (the chain, if any, after it)
+    private_key: str  # PEM private key of the leaf
+    ca_file: str  # PEM CA(s) that peers' certificates must chain to
+
+    @property
+    def server_name(self) -> str:
+        return f"localhost:{self.port}"
+
+
+def _federation_config(fed: Federation) -> dict:
+    return {
+        "tls_certificate_path": fed.certificate,
+        "tls_private_key_path": fed.private_key,
+        # Replaces the system's trusted CAs for outgoing federation (verification stays on).
+        "federation_custom_ca_list": [fed.ca_file],
+        # The default blocklist covers 127.0.0.0/8; the allowlist wins over it, for
+        # federation requests and for remote media alike.
+        "ip_range_whitelist": ["127.0.0.0/8"],
+        "federation": {
+            # After one failed request Synapse stops talking to a destination for this long
+            # (default 10 minutes, then doubling): a peer still starting up, or one failure
+            # in a test, must not wedge the tests that follow.
+            "destination_min_retry_interval": "1s",
+            "destination_retry_multiplier": 1,
+            "destination_max_retry_interval": "2s",
+            "max_short_retry_delay": 500,  # ms (an int is ms): retries within one request
+            "max_long_retry_delay": "2s",
+        },
+    }
+
+
+def make_config(workdir: str, port: int, extra_config: dict | None = None,
+                federation: Federation | None = None, log_level: str = "WARNING") -> str:
     """Write homeserver.yaml (as JSON, which is YAML) and its log config.
 
     `extra_config` keys replace the defaults below (top-level keys, e.g.
-    {"max_upload_size": 2 * 1024**3}); None keeps the defaults as they are."""
+    {"max_upload_size": 2 * 1024**3}); None keeps the defaults as they are.
+    `federation` adds a TLS federation listener (see Federation); without it the
+    server is "localhost" and talks to no one. `log_level` is the root logger's:
+    INFO logs every request (the synapse.access.* loggers), for a test's failure report."""
     log_file = os.path.join(workdir, "homeserver.log")
     log_config = {  # stdlib logging dictConfig; WARNING keeps the log (and I/O) small
         "version": 1,
         "formatters": {"f": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
         "handlers": {"file": {"class": "logging.FileHandler", "formatter": "f",
                               "filename": log_file}},
-        "root": {"level": "WARNING", "handlers": ["file"]},
+        "root": {"level": log_level, "handlers": ["file"]},
         "disable_existing_loggers": False,
     }
     log_config_path = os.path.join(workdir, "log.yaml")
@@ -88,7 +136,7 @@ def make_config(workdir: str, port: int, extra_config: dict | None = None) -> st
         json.dump(log_config, f)
 
     config = {
-        "server_name": "localhost",
+        "server_name": federation.server_name if federation else "localhost",
         "pid_file": os.path.join(workdir, "homeserver.pid"),
         "listeners": [{  # client API only, plain HTTP, loopback only
             "port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
@@ -112,6 +160,13 @@ def make_config(workdir: str, port: int, extra_config: dict | None = None) -> st
                           "sleep_delay": 0, "reject_limit": 1_000_000,
                           "concurrent": 1_000_000},
     }
+    if federation:
+        config["listeners"].append({  # federation and server keys, TLS, loopback only
+            "port": federation.port, "bind_addresses": ["127.0.0.1"], "type": "http",
+            "tls": True, "x_forwarded": False,
+            "resources": [{"names": ["federation"], "compress": False}],
+        })
+        config.update(_federation_config(federation))
     for key in _RC_FLAT:
         config[key] = dict(_UNLIMITED)
     for key, subs in _RC_NESTED.items():
@@ -127,21 +182,26 @@ def make_config(workdir: str, port: int, extra_config: dict | None = None) -> st
 class Synapse:
     """One Synapse process in a fresh temp dir, ready when constructed/entered.
 
-    Attributes: base_url, port, pid, proc, workdir, log_file,
+    Attributes: base_url, port, pid, proc, workdir, log_file, stdio_file, server_name,
     spawn_time / ready_time (time.monotonic()), startup_seconds.
-    `extra_config` overrides top-level homeserver.yaml keys (see make_config).
+    `extra_config` overrides top-level homeserver.yaml keys; `federation` and
+    `log_level` are make_config's.
     """
 
     def __init__(self, port: int | None = None, poll_interval: float = 0.01,
                  timeout: float = 120.0, keep_dir: bool = False,
-                 extra_config: dict | None = None):
+                 extra_config: dict | None = None, federation: Federation | None = None,
+                 log_level: str = "WARNING"):
         self.python = ensure_installed()
         self.port = port or common.free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.keep_dir = keep_dir
         self.workdir = tempfile.mkdtemp(prefix="bench-synapse-")
-        self.config_path = make_config(self.workdir, self.port, extra_config)
+        self.server_name = federation.server_name if federation else "localhost"
+        self.config_path = make_config(self.workdir, self.port, extra_config, federation,
+                                       log_level)
         self.log_file = os.path.join(self.workdir, "homeserver.log")
+        self.stdio_file = os.path.join(self.workdir, "stdio.log")  # start-up errors land here
         # The signing key is made before the clock starts: it is set-up, not start-up.
         keygen = subprocess.run([self.python, "-m", "synapse.app.homeserver", "-c",
                                  self.config_path, "--generate-keys"], cwd=self.workdir,
@@ -149,7 +209,7 @@ class Synapse:
         if keygen.returncode != 0:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise RuntimeError(f"Synapse --generate-keys failed:\n{keygen.stderr}")
-        self._stdio = open(os.path.join(self.workdir, "stdio.log"), "wb")
+        self._stdio = open(self.stdio_file, "wb")
         self.spawn_time = time.monotonic()
         self.proc = subprocess.Popen(
             [self.python, "-m", "synapse.app.homeserver", "-c", self.config_path],

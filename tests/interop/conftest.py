@@ -18,10 +18,13 @@ import urllib.request
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_LOG = {}  # path of the running server's log, for failure reports
+# Logs of the running servers, by the name of the fixture that started them: a failed test
+# gets the logs of the servers it used (pytest_runtest_makereport). Fixtures in test modules
+# fill it too (`from conftest import SERVER_LOGS`): {fixture name: {title: log path}}.
+SERVER_LOGS: dict[str, dict[str, str]] = {}
 
 
-def _myelin_bin() -> str:
+def myelin_bin() -> str:
     if os.environ.get("MYELIN_BIN"):  # absolute: the server runs in a temp cwd
         return os.path.abspath(os.environ["MYELIN_BIN"])
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
@@ -42,11 +45,11 @@ def _versions_ok(url: str) -> bool:
         return False
 
 
-def _read_log() -> str:
+def read_log(path: str) -> str:
     try:
-        with open(_LOG["path"], errors="replace") as f:
+        with open(path, errors="replace") as f:
             return f.read()[-20000:]  # the end is what explains a failure
-    except (KeyError, OSError):
+    except OSError:
         return ""
 
 
@@ -59,7 +62,7 @@ def homeserver_url():
         yield url
         return
 
-    binary = _myelin_bin()
+    binary = myelin_bin()
     if not os.path.exists(binary):
         pytest.fail(f"no Myelin binary at {binary} (cargo build, or set MYELIN_BIN)")
     workdir = tempfile.mkdtemp(prefix="interop-myelin-")
@@ -69,35 +72,44 @@ def homeserver_url():
                MYELIN_LISTEN=f"127.0.0.1:{port}",
                MYELIN_DATA_DIR=os.path.join(workdir, "data"),
                MYELIN_REGISTRATION__ENABLED="true",   # the tests register their users
-               MYELIN_RATE_LIMITS__ENABLED="false")   # tests must not wait on 429s
+               MYELIN_RATE_LIMITS__ENABLED="false",   # tests must not wait on 429s
+               # Its default listener, 127.0.0.1:8448, would collide with any other Myelin
+               # on the machine, and these tests use no federation.
+               MYELIN_FEDERATION__ENABLED="false")
     env.setdefault("RUST_LOG", "info")
     env.setdefault("NO_COLOR", "1")  # plain log text in failure reports
-    _LOG["path"] = os.path.join(workdir, "myelin.log")
+    log_path = os.path.join(workdir, "myelin.log")
+    SERVER_LOGS["homeserver_url"] = {"homeserver log (end)": log_path}
     url, proc = f"http://127.0.0.1:{port}", None
     try:
         # cwd = workdir, so a developer's ./myelin.toml does not leak into the tests.
-        with open(_LOG["path"], "wb") as log:  # the child keeps its own copy of the fd
+        with open(log_path, "wb") as log:  # the child keeps its own copy of the fd
             proc = subprocess.Popen([binary, "serve"], cwd=workdir, env=env,
                                     stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not _versions_ok(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"Myelin did not come up on {url} (exit code {proc.poll()}):\n"
-                            f"{_read_log()}")
+                            f"{read_log(log_path)}")
             time.sleep(0.02)
         yield url
     finally:  # always: no stray server, no temp dir left behind
         if proc:
             proc.kill()
             proc.wait()
-        _LOG.clear()
+        SERVER_LOGS.pop("homeserver_url", None)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the server's log to a failed test's report (shown under the failure)."""
+    """Attach the logs of the servers a failed test used to its report (shown under the
+    failure). fixturenames includes fixtures used through other fixtures. Failed set-ups are
+    left out: a server that fails to start says why itself, and the logs of the others,
+    repeated under every test of the module, would only bury that."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _LOG.get("path"):
-        report.sections.append(("homeserver log (end)", _read_log()))
+    if report.failed and call.when == "call":
+        for fixture in item.fixturenames:
+            for title, path in SERVER_LOGS.get(fixture, {}).items():
+                report.sections.append((title, read_log(path)))

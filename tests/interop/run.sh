@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Interop tests: drive a homeserver with real client libraries (matrix-nio, matrix-js-sdk).
+# Interop tests: drive a homeserver with real client libraries (matrix-nio, matrix-js-sdk),
+# and federate it with a real Synapse (test_synapse_federation.py).
 #
 #   tests/interop/run.sh [pytest args]       # builds and tests target/debug/myelin
 #   MYELIN_BIN=/path/to/myelin tests/interop/run.sh            # that binary, no build
 #   INTEROP_HOMESERVER_URL=http://127.0.0.1:8008 tests/interop/run.sh   # any running server
 #
 # Self-installing: a venv at <repo>/.venv-interop with pinned packages, so a fresh
-# machine (or CI) needs nothing but python3 and cargo (and Node.js 20+ for matrix-js-sdk).
+# machine (or CI) needs nothing but python3 and cargo (and Node.js 20+ for matrix-js-sdk,
+# and openssl for test_synapse_federation.py, which installs a pinned Synapse into
+# <repo>/.bench/synapse-venv on first use, as the benchmarks do).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

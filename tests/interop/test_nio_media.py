@@ -18,10 +18,15 @@ pytestmark = pytest.mark.asyncio
 CONFIG = AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0, request_timeout=30)
 
 
-def png(width: int, height: int) -> bytes:
-    """A gradient PNG made with zlib alone (no imaging library needed)."""
+def png(width: int, height: int, noise: bool = False) -> bytes:
+    """A gradient PNG made with zlib alone (no imaging library needed). With `noise`, random
+    low bits in every pixel keep zlib from shrinking it: about 80% of the raw size, like a photo."""
     rows = b"".join(
         b"\x00" + b"".join(bytes((x % 256, y % 256, 128)) for x in range(width)) for y in range(height))
+    if noise:  # ORed in as big integers, which is fast; each row's filter-type byte stays 0
+        low_bits = int.from_bytes((b"\x00" + b"\x3f" * (width * 3)) * height, "big")
+        random_bits = int.from_bytes(secrets.token_bytes(len(rows)), "big")
+        rows = (int.from_bytes(rows, "big") | random_bits & low_bits).to_bytes(len(rows), "big")
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

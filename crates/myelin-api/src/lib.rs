@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 mod error;
+mod federation;
 mod media;
 mod middleware;
 mod rate_limit;
@@ -16,6 +17,7 @@ pub use ruma_wrapper::{Ruma, RumaResponse};
 use axum::Router;
 use myelin_accounts::Accounts;
 use myelin_core::Config;
+use myelin_federation::Federation;
 use myelin_media::MediaService;
 use myelin_rooms::RoomService;
 use myelin_store::Store;
@@ -28,17 +30,20 @@ pub struct Services {
     pub accounts: Accounts,
     pub media: MediaService,
     pub rooms: RoomService,
+    pub federation: Arc<Federation>,
     pub rate_limits: RateLimits,
 }
 
 impl Services {
     pub async fn new(config: Arc<Config>, store: Store) -> myelin_core::Result<Arc<Self>> {
-        let rooms = RoomService::new(store.clone(), config.clone())?;
+        let federation = Arc::new(Federation::new(store.clone(), &config).await?);
+        let rooms = RoomService::new(store.clone(), config.clone(), federation.signing_key())?;
         rooms.start().await?;
         Ok(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone()),
-            media: MediaService::new(store.clone(), config.clone()).await?,
+            media: MediaService::new(store.clone(), config.clone(), federation.client.clone()).await?,
             rooms,
+            federation,
             rate_limits: RateLimits::new(&config.rate_limits),
             config,
             store,
@@ -50,4 +55,9 @@ impl Services {
 pub fn router(services: Arc<Services>) -> Router {
     let routes = client::routes().merge(media::routes()).merge(wellknown::routes());
     middleware::wrap(routes).with_state(services)
+}
+
+/// The router of the federation listener: the Server-Server API and the key endpoints.
+pub fn federation_router(services: Arc<Services>) -> Router {
+    middleware::wrap(federation::routes()).with_state(services)
 }

@@ -68,14 +68,7 @@ where
         let (identity, client_ip) =
             authenticate(&parts, services, T::Authentication::REQUIRED, T::Authentication::ACCEPTED).await?;
 
-        let limit = services.config.limits.max_json_body_size;
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => {
-                return Err(Error::too_large(format!("The request body is larger than {limit} bytes")).into());
-            }
-            Err(e) => return Err(Error::bad_json(format!("Reading the request body failed: {e}")).into()),
-        };
+        let bytes = read_json_body(body, services).await?;
         // An empty body on POST/PUT reads as `{}`: clients (matrix-nio's join, for one) leave it
         // out where every field is optional, and Synapse accepts that. Endpoints that need
         // fields still refuse `{}` with M_BAD_JSON.
@@ -88,6 +81,18 @@ where
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let body = T::try_from_http_request(http_request, &args).map_err(|e| parse_error(e, &bytes))?;
         Ok(Ruma { body, identity, client_ip })
+    }
+}
+
+/// A JSON request body, at most `limits.max_json_body_size` bytes.
+pub(crate) async fn read_json_body(body: Body, services: &Services) -> Result<bytes::Bytes, ApiError> {
+    let limit = services.config.limits.max_json_body_size;
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => {
+            Err(Error::too_large(format!("The request body is larger than {limit} bytes")).into())
+        }
+        Err(e) => Err(Error::bad_json(format!("Reading the request body failed: {e}")).into()),
     }
 }
 
@@ -190,7 +195,7 @@ fn access_token(parts: &Parts, services: &Services) -> Result<Option<String>, Ap
 
 /// Malformed JSON is `M_NOT_JSON`; JSON of the wrong shape is `M_BAD_JSON`; a bad path or
 /// query parameter is `M_INVALID_PARAM`.
-fn parse_error(error: FromHttpRequestError, body: &[u8]) -> ApiError {
+pub(crate) fn parse_error(error: FromHttpRequestError, body: &[u8]) -> ApiError {
     let error = match error {
         FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
             if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {

@@ -50,6 +50,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// The TURN server clients use for VoIP calls (`/voip/turnServer`).
     pub turn: TurnConfig,
+    /// Federation: talking to other homeservers.
+    pub federation: FederationConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             media: MediaConfig::default(),
             turn: TurnConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -276,6 +279,8 @@ pub struct MediaConfig {
     pub thumbnail_sizes: Vec<ThumbnailSize>,
     /// URL previews (`/preview_url`).
     pub url_preview: UrlPreviewConfig,
+    /// Server names whose media is never fetched (requests for it answer 404).
+    pub prevent_downloads_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -336,6 +341,67 @@ impl Default for UrlPreviewConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Open the federation listener and talk to other servers at all.
+    pub enabled: bool,
+    /// Address of the federation listener (TLS). Other servers reach it at the server name's
+    /// port (8448 unless delegated through `/.well-known/matrix/server` or SRV).
+    pub listen: SocketAddr,
+    /// TLS of the federation listener and of requests to other servers.
+    pub tls: FederationTlsConfig,
+    /// Notary servers asked for other servers' keys when those cannot be fetched directly.
+    /// Empty: keys are only fetched from the servers themselves.
+    pub trusted_key_servers: Vec<String>,
+    /// When not empty: the only server names this server talks to.
+    pub domain_allowlist: Vec<String>,
+    /// Server names this server never talks to, inbound or outbound.
+    pub domain_denylist: Vec<String>,
+    /// Address ranges (CIDR) never connected to, checked on every resolved address.
+    /// Default: the private, loopback and link-local ranges (as for URL previews).
+    pub ip_range_denylist: Vec<String>,
+    /// Ranges connected to even when the denylist covers them, e.g. ["127.0.0.0/8"] for a
+    /// test setup on one machine.
+    pub ip_range_allowlist: Vec<String>,
+    /// Seconds an outbound request (connecting included) may take.
+    pub request_timeout_secs: u64,
+    /// Seconds the published server keys are valid for (`valid_until_ts`).
+    pub key_validity_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8448)),
+            tls: FederationTlsConfig::default(),
+            trusted_key_servers: Vec::new(),
+            domain_allowlist: Vec::new(),
+            domain_denylist: Vec::new(),
+            ip_range_denylist: UrlPreviewConfig::default().ip_range_denylist,
+            ip_range_allowlist: Vec::new(),
+            request_timeout_secs: 30,
+            key_validity_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationTlsConfig {
+    /// PEM certificate chain of the federation listener. With `private_key` unset too, a
+    /// self-signed pair is generated in `data_dir` on first start (for development: other
+    /// servers do not trust it).
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the federation listener.
+    pub private_key: Option<PathBuf>,
+    /// PEM file of certificate authorities trusted for outbound requests besides the system's.
+    pub extra_ca_file: Option<PathBuf>,
+    /// INSECURE, for tests only: accept any certificate from other servers.
+    pub insecure_accept_any_certificate_for_tests: bool,
+}
+
 /// One thumbnail size, as `{ width = 320, height = 240, method = "scale" }`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -365,6 +431,7 @@ impl Default for MediaConfig {
             max_image_pixels: 32_000_000,
             // The sizes the spec recommends.
             url_preview: UrlPreviewConfig::default(),
+            prevent_downloads_from: Vec::new(),
             thumbnail_sizes: vec![
                 ThumbnailSize { width: 32, height: 32, method: ThumbnailMethod::Crop },
                 ThumbnailSize { width: 96, height: 96, method: ThumbnailMethod::Crop },
@@ -467,6 +534,38 @@ impl Config {
                     problems.push(format!("media.url_preview.{name}: \"{range}\" is not an address or CIDR range"));
                 }
             }
+        }
+        let federation = &self.federation;
+        for (name, ranges) in [
+            ("ip_range_denylist", &federation.ip_range_denylist),
+            ("ip_range_allowlist", &federation.ip_range_allowlist),
+        ] {
+            for range in ranges {
+                if range.parse::<std::net::IpAddr>().is_err() && !is_cidr(range) {
+                    problems.push(format!("federation.{name}: \"{range}\" is not an address or CIDR range"));
+                }
+            }
+        }
+        for (name, servers) in [
+            ("trusted_key_servers", &federation.trusted_key_servers),
+            ("domain_allowlist", &federation.domain_allowlist),
+            ("domain_denylist", &federation.domain_denylist),
+            ("media.prevent_downloads_from", &self.media.prevent_downloads_from),
+        ] {
+            for server in servers {
+                if <&ruma::ServerName>::try_from(server.as_str()).is_err() {
+                    let key = if name.contains('.') { name.to_owned() } else { format!("federation.{name}") };
+                    problems.push(format!("{key}: \"{server}\" is not a server name"));
+                }
+            }
+        }
+        if federation.tls.certificate.is_some() != federation.tls.private_key.is_some() {
+            problems.push("federation.tls: set both certificate and private_key, or neither".to_owned());
+        }
+        if federation.request_timeout_secs == 0 || federation.key_validity_secs < 3600 {
+            problems.push(
+                "federation: request_timeout_secs must be at least 1 and key_validity_secs at least 3600".to_owned(),
+            );
         }
         if self.media.max_upload_size == 0 {
             problems.push("media.max_upload_size: must be at least 1".to_owned());

@@ -4,6 +4,7 @@
 mod admin;
 mod blobs;
 mod preview;
+mod remote;
 mod service;
 mod thumbnail;
 mod thumbnails;

@@ -13,6 +13,7 @@ use myelin_core::{
     config::FreezeSetting,
     util::{now_ms, random_string},
 };
+use myelin_federation::FederationClient;
 use myelin_store::{CompletePending, MediaRow, Store};
 use ruma::{OwnedMxcUri, ServerName, UserId};
 use std::{sync::Arc, time::Duration};
@@ -33,6 +34,9 @@ pub struct MediaService {
     pub(crate) renders: crate::thumbnails::Renders,
     /// None when URL previews are off.
     pub(crate) previewer: Option<crate::preview::Previewer>,
+    /// Requests to other servers (remote media).
+    pub(crate) federation: Arc<FederationClient>,
+    pub(crate) remote: crate::remote::RemoteFetches,
 }
 
 /// What an upload says about itself besides its bytes.
@@ -47,8 +51,9 @@ pub struct UploadMeta {
 /// Who is asking for media, which decides what they may see.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Access {
-    /// The deprecated unauthenticated endpoints: no frozen media.
-    Unauthenticated,
+    /// The deprecated unauthenticated endpoints: no frozen media; other servers' media only
+    /// when `allow_remote`.
+    Unauthenticated { allow_remote: bool },
     /// A user through the authenticated endpoints.
     User,
     /// A server admin: quarantined media too.
@@ -70,7 +75,7 @@ pub fn is_valid_media_id(media_id: &str) -> bool {
 
 impl MediaService {
     /// Opens the blob store and settles when the freeze starts (stored on first start).
-    pub async fn new(store: Store, config: Arc<Config>) -> Result<Self> {
+    pub async fn new(store: Store, config: Arc<Config>, federation: Arc<FederationClient>) -> Result<Self> {
         let blobs = FsBlobStore::open(&config.media_path())
             .map_err(|e| Error::internal(format!("media store at {}: {e}", config.media_path().display())))?;
         let freeze_ts = match &config.media.freeze_unauthenticated {
@@ -93,6 +98,8 @@ impl MediaService {
             waiters: Waiters::default(),
             renders: Default::default(),
             previewer,
+            federation,
+            remote: Default::default(),
         })
     }
 
@@ -104,7 +111,7 @@ impl MediaService {
         self.config.media.max_upload_size
     }
 
-    fn is_frozen_at(&self, ts: i64) -> bool {
+    pub(crate) fn is_frozen_at(&self, ts: i64) -> bool {
         self.freeze_ts.is_some_and(|freeze| ts >= freeze)
     }
 
@@ -130,10 +137,27 @@ impl MediaService {
     {
         let blob = self.receive(uploader, meta.declared_length, body).await?;
         let media_id = random_string(32);
+        let row = self.stored_row(self.config.server_name.as_str(), &media_id, uploader, meta, &blob);
+        let inserted = self.store.media().insert(&row).await;
+        self.settle(&blob).await?;
+        inserted?;
+        Ok(OwnedMxcUri::from(format!("mxc://{}/{media_id}", self.config.server_name)))
+    }
+
+    /// The row of an item stored now in `blob`: frozen if stored at or after the freeze (for
+    /// remote media, "stored" is first cached).
+    pub(crate) fn stored_row(
+        &self,
+        origin: &str,
+        media_id: &str,
+        uploader: Option<&UserId>,
+        meta: UploadMeta,
+        blob: &StoredBlob,
+    ) -> MediaRow {
         let now = now_ms();
-        let row = MediaRow {
-            origin: self.config.server_name.to_string(),
-            media_id: media_id.clone(),
+        MediaRow {
+            origin: origin.to_owned(),
+            media_id: media_id.to_owned(),
             uploader: uploader.map(ToString::to_string),
             content_type: meta.content_type,
             filename: meta.filename,
@@ -144,11 +168,7 @@ impl MediaService {
             unused_expires_ts: None,
             authenticated_only: self.is_frozen_at(now),
             quarantined: false,
-        };
-        let inserted = self.store.media().insert(&row).await;
-        self.settle(&blob).await?;
-        inserted?;
-        Ok(OwnedMxcUri::from(format!("mxc://{}/{media_id}", self.config.server_name)))
+        }
     }
 
     /// Checks the size limit and the quota, then writes the blob (durable before returning).
@@ -290,8 +310,7 @@ impl MediaService {
             return Err(not_found());
         }
         if server_name != self.config.server_name {
-            // Remote media arrives with federation; until then other servers' media is not here.
-            return Err(not_found());
+            return self.find_remote(server_name, media_id, timeout, access).await;
         }
         self.waiters.forget_idle();
         let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
@@ -303,12 +322,7 @@ impl MediaService {
             // Registered before the check, so an upload landing in between still wakes us.
             notified.as_mut().enable();
             let row = self.store.media().get(server_name.as_str(), media_id).await?.ok_or_else(not_found)?;
-            let hidden = match access {
-                Access::Unauthenticated => row.quarantined || row.authenticated_only,
-                Access::User => row.quarantined,
-                Access::Admin => false,
-            };
-            if hidden {
+            if self.hidden(&row, access) {
                 return Err(not_found());
             }
             if row.is_uploaded() {
@@ -330,6 +344,16 @@ impl MediaService {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(poll) => {}
             }
+        }
+    }
+
+    /// Whether `access` may not see the item: frozen media through the unauthenticated
+    /// endpoints, quarantined media for anyone but admins.
+    pub(crate) fn hidden(&self, row: &MediaRow, access: Access) -> bool {
+        match access {
+            Access::Unauthenticated { .. } => row.quarantined || row.authenticated_only,
+            Access::User => row.quarantined,
+            Access::Admin => false,
         }
     }
 

@@ -8,7 +8,6 @@ mod cache;
 mod changes;
 mod create;
 pub mod e2ee;
-pub mod keys;
 mod membership;
 mod notifications;
 pub mod pdu;

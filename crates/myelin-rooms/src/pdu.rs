@@ -2,8 +2,8 @@
 //! format (event IDs, reference hashes, content hash, signature), parsing one back, and the
 //! client format it is served in.
 
-use crate::keys::SigningKey;
 use myelin_core::{Error, Result, util::random_string};
+use myelin_federation::SigningKey;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
     OwnedUserId, RoomId, RoomVersionId, ServerName, UInt, UserId,

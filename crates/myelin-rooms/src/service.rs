@@ -4,10 +4,10 @@
 
 use crate::{
     cache::GenCache,
-    keys::SigningKey,
     pdu::{self, BuildArgs, EventContent, Pdu},
 };
 use myelin_core::{Config, Error, Result, util::now_ms};
+use myelin_federation::SigningKey;
 use myelin_store::{EventRow, StateMap, Store};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UInt, UserId,
@@ -24,7 +24,7 @@ const MAX_PREV_EVENTS: usize = 10;
 pub struct RoomService {
     pub(crate) store: Store,
     pub(crate) config: Arc<Config>,
-    pub(crate) key: SigningKey,
+    pub(crate) key: Arc<SigningKey>,
     /// One lock per room: events of a room are built one after the other, each on the last.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// What the next event of each room builds on, kept from the last one (see `RoomHead`).
@@ -106,8 +106,7 @@ pub struct Txn {
 }
 
 impl RoomService {
-    pub fn new(store: Store, config: Arc<Config>) -> Result<Self> {
-        let key = SigningKey::load_or_generate(&config.data_dir)?;
+    pub fn new(store: Store, config: Arc<Config>, key: Arc<SigningKey>) -> Result<Self> {
         Ok(RoomService {
             store,
             config,

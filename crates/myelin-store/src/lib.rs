@@ -4,6 +4,7 @@
 mod backup;
 mod db;
 mod error;
+mod federation;
 mod keys;
 mod media;
 mod meta;
@@ -20,6 +21,7 @@ pub mod testing;
 pub use backup::{BackupKeyRow, BackupVersionRow, Backups};
 pub use db::{Backend, ConnectOptions};
 pub use error::{Error, Result};
+pub use federation::{BackoffRow, Federation, KeyDocumentRow, OldSigningKeyRow, VerifyKeyRow};
 pub use keys::{KeySignatureRow, Keys, OneTimeKeyRow};
 pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
@@ -91,6 +93,10 @@ impl Store {
 
     pub fn push(&self) -> Push<'_> {
         Push(&self.db)
+    }
+
+    pub fn federation(&self) -> Federation<'_> {
+        Federation(&self.db)
     }
 
     pub fn meta(&self) -> Meta<'_> {

@@ -132,7 +132,15 @@ pub async fn token_delete(config: Config, token: &str) -> Result<(), String> {
 /// The media service over the configured database and media directory, without a listener.
 async fn media(config: Config) -> Result<myelin_media::MediaService, String> {
     let store = crate::server::open_store(&config).await?;
-    myelin_media::MediaService::new(store, Arc::new(config)).await.map_err(|e| e.to_string())
+    let federation = myelin_federation::Federation::new(store.clone(), &config).await.map_err(|e| e.to_string())?;
+    myelin_media::MediaService::new(store, Arc::new(config), federation.client).await.map_err(|e| e.to_string())
+}
+
+pub async fn keys_rotate(config: Config) -> Result<(), String> {
+    let store = crate::server::open_store(&config).await?;
+    let (old, new) = myelin_federation::rotate_signing_key(&store, &config).await.map_err(|e| e.to_string())?;
+    println!("new signing key {new}; {old} is kept as an old verify key. Restart the server to use the new key.");
+    Ok(())
 }
 
 pub async fn media_info(config: Config, mxc: &str) -> Result<(), String> {

@@ -3,3 +3,4 @@
 
 pub mod admin;
 pub mod server;
+pub mod tls_listener;

@@ -32,6 +32,16 @@ enum Command {
     /// Inspect and remove media.
     #[command(subcommand)]
     Media(MediaCommand),
+    /// Manage the server's signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replace the signing key with a new one (at the next start); the old one stays published
+    /// as an old verify key so that what it signed can still be verified.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +196,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             };
             admin::media_purge(config, &before, scope).await
         }
+        Command::Keys(KeysCommand::Rotate) => admin::keys_rotate(config).await,
     }
 }
 

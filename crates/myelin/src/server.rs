@@ -21,17 +21,17 @@ pub async fn open_store(config: &Config) -> Result<Store, String> {
 pub struct RunningServer {
     /// The address the client API listens on (the port is real even if 0 was configured).
     pub client_addr: SocketAddr,
+    /// The address of the federation listener (TLS), when federation is enabled.
+    pub federation_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
+    federation_shutdown: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     housekeeping: JoinHandle<()>,
 }
 
 /// Opens the store and starts serving; returns once the listener is bound.
 pub async fn start(config: Config) -> Result<RunningServer, String> {
-    // Outbound TLS (URL previews, later federation) uses ring through rustls; set it once for
-    // the process. A second start in the same process finds it set already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let services = Services::new(config.clone(), store).await.map_err(|e| e.to_string())?;
@@ -54,9 +54,37 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
             })
             .await
     });
+    let (federation_addr, federation_shutdown) = if config.federation.enabled {
+        let (addr, stop, task) = serve_federation(&config, services.clone()).await?;
+        (Some(addr), Some((stop, task)))
+    } else {
+        (None, None)
+    };
     let housekeeping = tokio::spawn(housekeeping(services.clone()));
-    tracing::info!(%client_addr, server_name = %config.server_name, backend = ?services.store.backend(), "Myelin is listening");
-    Ok(RunningServer { client_addr, services, shutdown, serving, housekeeping })
+    tracing::info!(%client_addr, ?federation_addr, server_name = %config.server_name, backend = ?services.store.backend(), "Myelin is listening");
+    Ok(RunningServer { client_addr, federation_addr, services, shutdown, serving, federation_shutdown, housekeeping })
+}
+
+/// Binds the federation listener (TLS) and serves the Server-Server API on it.
+async fn serve_federation(
+    config: &Config,
+    services: Arc<Services>,
+) -> Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>), String> {
+    let tls = myelin_federation::tls::server_config(config).map_err(|e| e.to_string())?;
+    let listen = config.federation.listen;
+    let tcp = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen} (federation): {e}"))?;
+    let listener = crate::tls_listener::TlsListener::new(tcp, tls).map_err(|e| e.to_string())?;
+    let addr = axum::serve::Listener::local_addr(&listener).map_err(|e| e.to_string())?;
+    let app = myelin_api::federation_router(services).into_make_service();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    Ok((addr, stop, task))
 }
 
 impl RunningServer {
@@ -64,10 +92,17 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         self.housekeeping.abort();
-        match self.serving.await {
-            Ok(Err(e)) => tracing::error!("server error: {e}"),
-            Err(e) => tracing::error!("server task: {e}"),
-            Ok(Ok(())) => {}
+        let mut tasks = vec![self.serving];
+        if let Some((stop, task)) = self.federation_shutdown {
+            let _ = stop.send(());
+            tasks.push(task);
+        }
+        for task in tasks {
+            match task.await {
+                Ok(Err(e)) => tracing::error!("server error: {e}"),
+                Err(e) => tracing::error!("server task: {e}"),
+                Ok(Ok(())) => {}
+            }
         }
         self.services.store.close().await;
         tracing::info!("stopped cleanly");
@@ -90,6 +125,7 @@ async fn housekeeping(services: Arc<Services>) {
 
 /// `myelin serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), String> {
+    let stop = shutdown_signal();
     let server = start(config).await?;
     let users = server.services.accounts.list_users().await.map_err(|e| e.to_string())?;
     if users.is_empty() {
@@ -100,29 +136,35 @@ pub async fn serve(config: Config) -> Result<(), String> {
     } else {
         println!("Myelin is running on http://{}.", server.client_addr);
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.stop().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Registers for SIGINT and SIGTERM at once, so that a signal arriving before the wait (just
+/// after the start message, say) stops the server cleanly instead of killing it.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                let _ = interrupt.await;
-                return;
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("cannot listen for SIGINT or SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

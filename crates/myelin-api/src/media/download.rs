@@ -48,26 +48,32 @@ trait DownloadRequest: IncomingRequest<Authentication: ClientAuth> + Send + 'sta
     /// False for the deprecated endpoints, which serve no frozen media.
     const AUTHENTICATED: bool;
     fn target(&self) -> (&ServerName, &str, Option<&str>, Duration);
+    /// Whether media of other servers may be fetched (the deprecated `allow_remote`).
+    fn allow_remote(&self) -> bool;
 }
 
 macro_rules! download_request {
-    ($($ty:ty => $authenticated:expr, |$r:ident| $filename:expr;)*) => {$(
+    ($ty:ty, $authenticated:expr, |$r:ident| $filename:expr, $allow_remote:expr) => {
         impl DownloadRequest for $ty {
             const AUTHENTICATED: bool = $authenticated;
             fn target(&self) -> (&ServerName, &str, Option<&str>, Duration) {
                 let $r = self;
                 (&$r.server_name, &$r.media_id, $filename, $r.timeout_ms)
             }
+            #[allow(unused_variables)]
+            fn allow_remote(&self) -> bool {
+                let $r = self;
+                $allow_remote
+            }
         }
-    )*};
+    };
 }
 
-download_request! {
-    download::Request => true, |r| None;
-    download_as::Request => true, |r| Some(&r.filename);
-    legacy_download::Request => false, |r| None;
-    legacy_download_as::Request => false, |r| Some(&r.filename);
-}
+// The authenticated endpoints always reach other servers' media; the deprecated ones say.
+download_request!(download::Request, true, |r| None, true);
+download_request!(download_as::Request, true, |r| Some(&r.filename), true);
+download_request!(legacy_download::Request, false, |r| None, r.allow_remote);
+download_request!(legacy_download_as::Request, false, |r| Some(&r.filename), r.allow_remote);
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`, and the
 /// deprecated `GET /_matrix/media/{r0,v1,v3}/download/{serverName}/{mediaId}[/{fileName}]`
@@ -76,7 +82,11 @@ async fn get_download<T: DownloadRequest>(
     headers: HeaderMap,
     request: Ruma<T>,
 ) -> Result<Response, ApiError> {
-    let access = if T::AUTHENTICATED { access(&request) } else { Access::Unauthenticated };
+    let access = if T::AUTHENTICATED {
+        access(&request)
+    } else {
+        Access::Unauthenticated { allow_remote: request.body.allow_remote() }
+    };
     let (server_name, media_id, filename, timeout) = request.body.target();
     let row = services.media.find(server_name, media_id, timeout, access).await?;
     serve_file(services.media.blobs(), ServedFile::media(&row, filename)?, &headers).await

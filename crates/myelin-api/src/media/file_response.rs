@@ -165,7 +165,7 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
 
 /// RFC 6266: `inline` only for types a browser shows safely, the name quoted when it is plain
 /// ASCII and as `filename*=utf-8''…` otherwise.
-fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
+pub(crate) fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let kind = if INLINE_TYPES.contains(&essence.as_str()) { "inline" } else { "attachment" };
     let Some(name) = filename else { return kind.to_owned() };

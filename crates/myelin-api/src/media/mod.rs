@@ -4,9 +4,9 @@
 
 mod config;
 mod download;
-mod file_response;
+pub(crate) mod file_response;
 mod preview;
-mod thumbnail;
+pub(crate) mod thumbnail;
 mod upload;
 
 use crate::Services;

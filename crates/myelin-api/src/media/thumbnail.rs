@@ -45,10 +45,12 @@ trait ThumbnailEndpoint: IncomingRequest<Authentication: ClientAuth> + Send + 's
     const AUTHENTICATED: bool;
     fn target(&self) -> (&ServerName, &str, Duration);
     fn wanted(&self) -> Result<ThumbnailRequest, ApiError>;
+    /// Whether media of other servers may be fetched (the deprecated `allow_remote`).
+    fn allow_remote(&self) -> bool;
 }
 
 macro_rules! thumbnail_endpoint {
-    ($($ty:ty => $authenticated:expr;)*) => {$(
+    ($($ty:ty => $authenticated:expr, |$r:ident| $allow_remote:expr;)*) => {$(
         impl ThumbnailEndpoint for $ty {
             const AUTHENTICATED: bool = $authenticated;
             fn target(&self) -> (&ServerName, &str, Duration) {
@@ -57,17 +59,23 @@ macro_rules! thumbnail_endpoint {
             fn wanted(&self) -> Result<ThumbnailRequest, ApiError> {
                 thumbnail_request(self.width, self.height, self.method.as_ref(), self.animated)
             }
+            #[allow(unused_variables)]
+            fn allow_remote(&self) -> bool {
+                let $r = self;
+                $allow_remote
+            }
         }
     )*};
 }
 
 thumbnail_endpoint! {
-    thumbnail::Request => true;
-    legacy_thumbnail::Request => false;
+    // The authenticated endpoint always reaches other servers' media; the deprecated one says.
+    thumbnail::Request => true, |r| true;
+    legacy_thumbnail::Request => false, |r| r.allow_remote;
 }
 
 /// The request's parameters, checked.
-fn thumbnail_request(
+pub(crate) fn thumbnail_request(
     width: UInt,
     height: UInt,
     method: Option<&Method>,
@@ -92,7 +100,11 @@ async fn get_thumbnail<T: ThumbnailEndpoint>(
     headers: HeaderMap,
     request: Ruma<T>,
 ) -> Result<Response, ApiError> {
-    let access = if T::AUTHENTICATED { access(&request) } else { Access::Unauthenticated };
+    let access = if T::AUTHENTICATED {
+        access(&request)
+    } else {
+        Access::Unauthenticated { allow_remote: request.body.allow_remote() }
+    };
     let wanted = request.body.wanted()?;
     let (server_name, media_id, timeout) = request.body.target();
     let row = services.media.thumbnail(server_name, media_id, wanted, timeout, access).await?;

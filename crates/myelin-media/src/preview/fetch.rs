@@ -2,9 +2,9 @@
 //! client's resolver, so the address checked is the address connected to; literal addresses
 //! are checked before connecting; redirects are followed by hand, each hop checked again.
 
-use super::ip_policy::IpPolicy;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use myelin_federation::IpPolicy;
 use reqwest::{
     Client, Url,
     dns::{Addrs, Name, Resolve, Resolving},

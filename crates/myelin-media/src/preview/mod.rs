@@ -3,7 +3,6 @@
 
 mod fetch;
 mod html;
-mod ip_policy;
 
 use crate::{MediaService, UploadMeta};
 use fetch::{FetchError, Fetcher};
@@ -33,7 +32,7 @@ impl Previewer {
         }
         // reqwest is built without a TLS crypto provider of its own: ring is the process's one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let policy = ip_policy::IpPolicy::new(&preview.ip_range_denylist, &preview.ip_range_allowlist);
+        let policy = myelin_federation::IpPolicy::new(&preview.ip_range_denylist, &preview.ip_range_allowlist);
         let fetcher = Fetcher::new(policy, Duration::from_secs(preview.timeout_secs), preview.max_size)
             .map_err(Error::internal)?;
         Ok(Some(Previewer {

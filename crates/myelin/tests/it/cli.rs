@@ -182,14 +182,25 @@ fn serve_prints_the_first_user_hint_and_stops_on_sigterm() {
             .current_dir(dir.path())
             .env("MYELIN_LISTEN", format!("127.0.0.1:{port}"))
             .env("MYELIN_REGISTRATION__ENABLED", "true")
+            // The default federation listener, with its generated development certificate,
+            // on a free port: 8448 may be taken on a developer's machine.
+            .env("MYELIN_FEDERATION__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let child = &mut child.0;
+    // Log lines (the warning about the generated certificate) may come first.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    for _ in 0..10 {
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        if line.contains("myelin user create") {
+            break;
+        }
+    }
     assert!(line.contains("myelin user create"), "{line}");
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     // With no config file the data lands in ./data.

@@ -62,6 +62,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.database.url = Some(db.url.clone());
     config.registration.enabled = true;
     config.rate_limits.enabled = false;
+    // Tests of federation turn it on; the others need no TLS listener.
+    config.federation.enabled = false;
     config
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod discovery;
 mod e2ee;
 mod errors;
+mod federation;
 mod login;
 mod media;
 mod media_async;

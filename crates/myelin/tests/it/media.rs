@@ -34,7 +34,8 @@ pub async fn upload(
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     let uri = body["content_uri"].as_str().unwrap();
-    let media_id = uri.strip_prefix("mxc://localhost/").unwrap_or_else(|| panic!("{uri}"));
+    let expected = format!("mxc://{}/", server.services().config.server_name);
+    let media_id = uri.strip_prefix(&expected).unwrap_or_else(|| panic!("{uri}"));
     assert!(media_id.len() >= 24 && media_id.chars().all(|c| c.is_ascii_alphanumeric()), "{media_id}");
     media_id.to_owned()
 }

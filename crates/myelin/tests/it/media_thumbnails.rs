@@ -16,7 +16,7 @@ backend_tests!(
     freeze_and_sharing
 );
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub fn png(width: u32, height: u32) -> Vec<u8> {
     let image = RgbaImage::from_fn(width, height, |x, y| Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255]));
     encode(DynamicImage::ImageRgba8(image), ImageFormat::Png)
 }

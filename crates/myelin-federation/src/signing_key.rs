@@ -55,6 +55,22 @@ impl SigningKey {
         Self::from_der(der.as_bytes(), version)
     }
 
+    /// `myelin keys rotate`: replaces the key in `data_dir` with a new one and returns the key
+    /// it replaced (to be published as an old verify key). Takes effect at the next start.
+    pub fn rotate(data_dir: &Path) -> Result<SigningKey> {
+        let old = Self::load_or_generate(data_dir)?;
+        let path = data_dir.join(SIGNING_KEY_FILE);
+        // The new version must differ from the old one: other servers cache keys by ID.
+        let text = loop {
+            let text = Self::generate_text();
+            if Self::parse(&text).is_ok_and(|new| new.key_id() != old.key_id()) {
+                break text;
+            }
+        };
+        write_private(&path, &text).map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+        Ok(old)
+    }
+
     pub fn pair(&self) -> &Ed25519KeyPair {
         &self.pair
     }
@@ -97,5 +113,16 @@ mod tests {
         assert!(first.key_id().starts_with("ed25519:"));
         fs::write(dir.path().join(SIGNING_KEY_FILE), "garbage").unwrap();
         assert!(SigningKey::load_or_generate(dir.path()).is_err());
+    }
+
+    #[test]
+    fn rotation_replaces_the_key_and_returns_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SigningKey::load_or_generate(dir.path()).unwrap();
+        let old = SigningKey::rotate(dir.path()).unwrap();
+        let now = SigningKey::load_or_generate(dir.path()).unwrap();
+        assert_eq!(old.key_id(), first.key_id());
+        assert_ne!(now.key_id(), first.key_id());
+        assert_ne!(now.public_key_base64(), first.public_key_base64());
     }
 }

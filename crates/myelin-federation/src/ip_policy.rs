@@ -1,5 +1,6 @@
-//! Which addresses the previewer may connect to: nothing in the denylist unless the allowlist
-//! names it. IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the IPv4 address.
+//! Which addresses outbound requests (federation, URL previews) may connect to: nothing in the
+//! denylist unless the allowlist names it. IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are
+//! judged as the IPv4 address.
 
 use ipnet::IpNet;
 use std::net::IpAddr;

@@ -1,0 +1,328 @@
+"""Federation with a real Synapse: Myelin and Synapse fetch each other's media over the
+authenticated federation endpoints of Matrix v1.11 (/_matrix/federation/v1/media/*).
+
+Both servers run on loopback, each named `localhost:<its federation port>` so that the other
+connects straight to that port over TLS (no .well-known, no SRV). Both present one leaf
+certificate for localhost from a throwaway CA made here with openssl, and both trust that CA
+alone. A media fetch exercises the whole of server-to-server auth in both directions: the
+fetching server signs its request (X-Matrix), and the serving server fetches the fetcher's
+key from /_matrix/key/v2/server over TLS to check that signature.
+
+Synapse comes from bench/harness/synapse.py (pinned, installed into .bench/synapse-venv on
+first use, which takes a minute or two); Myelin is the binary the other interop tests use,
+configured by a TOML file. Both are started once for this module.
+"""
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import REPO, SERVER_LOGS, myelin_bin
+from test_nio_media import png
+
+sys.path.insert(0, os.path.join(REPO, "bench"))
+from harness import common, myelin, synapse  # noqa: E402
+
+# Server-side fetches can be slow on a loaded 2-core CI machine (Synapse's own federation
+# timeout is 60 s): our timeout is longer, so a slow server shows up as its own error.
+HTTP_TIMEOUT = 120
+PASSWORD = "correct horse battery staple"
+
+# That mode checks the client tests against a server given from outside; this test starts
+# its own pair and is about Myelin, which it then has no binary for.
+pytestmark = pytest.mark.skipif(bool(os.environ.get("INTEROP_HOMESERVER_URL")),
+                                reason="federation needs a Myelin binary, not a given server")
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificates:
+    ca: str  # the CA certificate, the only one either server trusts
+    certificate: str  # leaf for DNS:localhost and IP:127.0.0.1, served by both servers
+    private_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    name: str  # "Myelin" or "Synapse", for messages
+    base_url: str  # client API, plain HTTP
+    server_name: str  # localhost:<federation port>
+    token: str  # access token of a user registered on it
+
+    @property
+    def federation_url(self) -> str:
+        return f"https://{self.server_name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict  # lower-case names
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def fetch(url: str, method: str = "GET", token: str | None = None, data: bytes | None = None,
+          content_type: str | None = None, context: ssl.SSLContext | None = None) -> Answer:
+    """One request; an error status is an Answer too, since the tests check error answers."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT, context=context) as r:
+            return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
+    except urllib.error.HTTPError as e:
+        return Answer(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
+
+
+def describe(answer: Answer) -> str:
+    return f"HTTP {answer.status} {answer.headers.get('content-type')}: {answer.body[:500]!r}"
+
+
+def strict_tls(ca: str) -> ssl.SSLContext:
+    """What a careful client does: verify chain and host name against our CA only, with
+    X.509 strictness (the default from Python 3.13 on, set here for every version)."""
+    context = ssl.create_default_context(cafile=ca)
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    return context
+
+
+def upload(peer: Peer, data: bytes, content_type: str, filename: str) -> str:
+    """Upload to `peer`; return the media ID (the server part of the mxc URI is checked)."""
+    query = urllib.parse.urlencode({"filename": filename})
+    answer = fetch(f"{peer.base_url}/_matrix/media/v3/upload?{query}", "POST", peer.token,
+                   data, content_type)
+    assert answer.status == 200, f"upload to {peer.name}: {describe(answer)}"
+    server_name, media_id = answer.json()["content_uri"].removeprefix("mxc://").split("/", 1)
+    assert server_name == peer.server_name
+    return media_id
+
+
+def media_url(via: Peer, kind: str, origin: Peer, media_id: str) -> str:
+    """/_matrix/client/v1/media/<kind>/... of media on `origin`, asked of `via`."""
+    return f"{via.base_url}/_matrix/client/v1/media/{kind}/{origin.server_name}/{media_id}"
+
+
+# --- the servers -------------------------------------------------------------------------
+
+def run_openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    assert done.returncode == 0, f"openssl {' '.join(args)} failed:\n{done.stderr}"
+
+
+OPENSSL_CONFIG = """\
+# Self-contained, so the machine's openssl.cnf adds no extensions of its own.
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+@pytest.fixture(scope="module")
+def certificates():
+    """A throwaway CA and one leaf signed by it, in a temp dir removed at the end."""
+    if not shutil.which("openssl"):
+        # A failure, not a skip: CI must run this test (apt-get install openssl).
+        pytest.fail("the openssl command is needed to make the test certificates", pytrace=False)
+    directory = tempfile.mkdtemp(prefix="interop-federation-tls-")
+    try:
+        def path(name: str) -> str:
+            return os.path.join(directory, name)
+
+        with open(path("openssl.cnf"), "w") as f:
+            f.write(OPENSSL_CONFIG)
+        # P-256 keys: quick to make, and accepted by rustls, OpenSSL and Twisted alike.
+        new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run_openssl("req", "-x509", "-new", "-config", path("openssl.cnf"), "-extensions", "ca",
+                    *new_key, "-keyout", path("ca.key"), "-out", path("ca.pem"),
+                    "-days", "7", "-subj", "/CN=Myelin interop test CA")
+        run_openssl("req", "-new", "-config", path("openssl.cnf"), *new_key,
+                    "-keyout", path("leaf.key"), "-out", path("leaf.csr"), "-subj", "/CN=localhost")
+        run_openssl("x509", "-req", "-in", path("leaf.csr"), "-CA", path("ca.pem"),
+                    "-CAkey", path("ca.key"), "-set_serial", str(secrets.randbits(63)),
+                    "-days", "7", "-extfile", path("openssl.cnf"), "-extensions", "leaf",
+                    "-out", path("leaf.pem"))
+        yield Certificates(path("ca.pem"), path("leaf.pem"), path("leaf.key"))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def synapse_peer(certificates):
+    federation = synapse.Federation(common.free_port(), certificates.certificate,
+                                    certificates.private_key, certificates.ca)
+    # INFO: the log then shows every request, federation ones included. The first start
+    # also runs Synapse's background database updates: hence the long timeout.
+    hs = synapse.Synapse(federation=federation, log_level="INFO", timeout=180,
+                         extra_config={"dynamic_thumbnails": True})
+    SERVER_LOGS["synapse_peer"] = {"Synapse log (end)": hs.log_file,
+                                   "Synapse stdout/stderr (end)": hs.stdio_file}
+    try:
+        user = synapse.register_user(hs.base_url, "fed_synapse_" + secrets.token_hex(4), PASSWORD)
+        yield Peer("Synapse", hs.base_url, hs.server_name, user["access_token"])
+    finally:
+        SERVER_LOGS.pop("synapse_peer", None)
+        hs.stop()
+
+
+def myelin_config(workdir: str, port: int, federation_port: int,
+                  certificates: Certificates) -> str:
+    """The TOML config file; strings are written as JSON strings, which TOML reads alike."""
+    q = json.dumps
+    text = f"""\
+server_name = {q(f"localhost:{federation_port}")}
+listen = {q(f"127.0.0.1:{port}")}
+data_dir = {q(os.path.join(workdir, "data"))}
+
+[registration]
+enabled = true
+
+[rate_limits]
+enabled = false  # tests must not wait on 429s
+
+[federation]
+enabled = true
+listen = {q(f"127.0.0.1:{federation_port}")}
+ip_range_allowlist = ["127.0.0.0/8"]  # Synapse is on loopback, denied by default
+
+[federation.tls]
+certificate = {q(certificates.certificate)}
+private_key = {q(certificates.private_key)}
+extra_ca_file = {q(certificates.ca)}
+"""
+    path = os.path.join(workdir, "myelin.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def myelin_peer(certificates):
+    binary = myelin_bin()
+    if not os.path.exists(binary):
+        pytest.fail(f"no Myelin binary at {binary} (cargo build, or set MYELIN_BIN)")
+    workdir = tempfile.mkdtemp(prefix="interop-myelin-federation-")
+    port, federation_port = common.free_port(), common.free_port()
+    config = myelin_config(workdir, port, federation_port, certificates)
+    SERVER_LOGS["myelin_peer"] = {"Myelin log (end)": os.path.join(workdir, "myelin.log")}
+    hs = None
+    try:
+        hs = myelin.Myelin(binary, port=port, workdir=workdir, config=config, timeout=60,
+                           extra_env={"RUST_LOG": "info", "NO_COLOR": "1"})
+        user = synapse.register_user(hs.base_url, "fed_myelin_" + secrets.token_hex(4), PASSWORD)
+        yield Peer("Myelin", hs.base_url, f"localhost:{federation_port}", user["access_token"])
+    finally:
+        SERVER_LOGS.pop("myelin_peer", None)
+        if hs:
+            hs.stop()  # removes workdir, as it does when the start fails
+        shutil.rmtree(workdir, ignore_errors=True)  # in case the harness never got that far
+
+
+@pytest.fixture(scope="module")
+def peers(myelin_peer, synapse_peer) -> dict[str, Peer]:
+    return {"myelin": myelin_peer, "synapse": synapse_peer}
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    """A PNG of about 450 KB (random noise keeps it large): made once, it takes a second."""
+    return png(480, 360, noise=True)
+
+
+# Media on the first server, fetched through the second one's client API.
+DIRECTIONS = [pytest.param("myelin", "synapse", id="synapse-fetches-from-myelin"),
+              pytest.param("synapse", "myelin", id="myelin-fetches-from-synapse")]
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+def check_server_keys(peer: Peer, certificates: Certificates) -> None:
+    """The key endpoint answers over TLS to a strict client that trusts only our CA: the
+    certificate setup itself works (when the media tests fail, this tells where)."""
+    answer = fetch(f"{peer.federation_url}/_matrix/key/v2/server",
+                   context=strict_tls(certificates.ca))
+    assert answer.status == 200, describe(answer)
+    keys = answer.json()
+    assert keys["server_name"] == peer.server_name
+    assert keys["verify_keys"], keys
+    assert peer.server_name in keys["signatures"], keys
+
+
+def test_synapse_serves_its_keys_over_tls(synapse_peer, certificates):
+    check_server_keys(synapse_peer, certificates)
+
+
+def test_myelin_serves_its_keys_over_tls(myelin_peer, certificates):
+    check_server_keys(myelin_peer, certificates)
+
+
+@pytest.mark.parametrize("origin, via", DIRECTIONS)
+def test_download_over_federation(peers, photo, origin, via):
+    origin, via = peers[origin], peers[via]
+    files = [(photo, "image/png", "photo.png"),
+             (secrets.token_bytes(1_500_000), "application/octet-stream", "blob.bin")]
+    for data, content_type, filename in files:
+        media_id = upload(origin, data, content_type, filename)
+        answer = fetch(media_url(via, "download", origin, media_id), token=via.token)
+        assert answer.status == 200, (f"{via.name} fetching {filename} from {origin.name}: "
+                                      f"{describe(answer)}")
+        assert answer.body == data, f"{filename}: {len(answer.body)} bytes, not {len(data)}"
+        assert answer.headers["content-type"].split(";")[0].strip() == content_type
+        assert filename in answer.headers.get("content-disposition", ""), answer.headers
+
+
+@pytest.mark.parametrize("origin, via", DIRECTIONS)
+def test_thumbnail_over_federation(peers, photo, origin, via):
+    # A fresh upload: the fetching server has no copy yet and must fetch it for the thumbnail
+    # (Synapse downloads the whole file and thumbnails it itself).
+    origin, via = peers[origin], peers[via]
+    media_id = upload(origin, photo, "image/png", "photo.png")
+    answer = fetch(media_url(via, "thumbnail", origin, media_id)
+                   + "?width=64&height=64&method=scale", token=via.token)
+    assert answer.status == 200, f"{via.name} thumbnail from {origin.name}: {describe(answer)}"
+    content_type = answer.headers["content-type"]
+    assert content_type.startswith("image/"), content_type
+    # An image, and smaller than the original (not the original handed back).
+    if content_type == "image/png":
+        assert answer.body.startswith(b"\x89PNG\r\n\x1a\n")
+        width, height = struct.unpack(">II", answer.body[16:24])
+        assert width < 480 and height < 360, (width, height)
+    elif content_type == "image/jpeg":
+        assert answer.body.startswith(b"\xff\xd8\xff")
+    assert len(answer.body) < len(photo)
+
+
+@pytest.mark.parametrize("origin, via", DIRECTIONS)
+def test_missing_remote_media_is_not_found(peers, origin, via):
+    # The origin's 404 is passed on as a 404 M_NOT_FOUND: neither a 5xx (a proxy failure)
+    # nor a fallback to other endpoints that ends in something else.
+    origin, via = peers[origin], peers[via]
+    missing = "doesNotExist" + secrets.token_hex(8)
+    answer = fetch(media_url(via, "download", origin, missing), token=via.token)
+    assert answer.status == 404, describe(answer)
+    assert answer.json()["errcode"] == "M_NOT_FOUND", describe(answer)
