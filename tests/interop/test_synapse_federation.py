@@ -326,3 +326,62 @@ def test_missing_remote_media_is_not_found(peers, origin, via):
     answer = fetch(media_url(via, "download", origin, missing), token=via.token)
     assert answer.status == 404, describe(answer)
     assert answer.json()["errcode"] == "M_NOT_FOUND", describe(answer)
+
+
+# --- queries across servers --------------------------------------------------------------
+
+def whoami(peer: Peer) -> str:
+    answer = fetch(f"{peer.base_url}/_matrix/client/v3/account/whoami", token=peer.token)
+    assert answer.status == 200, describe(answer)
+    return answer.json()["user_id"]
+
+
+def post_json(peer: Peer, path: str, body: dict, method: str = "POST") -> Answer:
+    return fetch(f"{peer.base_url}{path}", method, peer.token, json.dumps(body).encode(),
+                 "application/json")
+
+
+@pytest.mark.parametrize("origin, via", DIRECTIONS)
+def test_profile_over_federation(peers, origin, via):
+    origin, via = peers[origin], peers[via]
+    user = whoami(origin)
+    name = f"{origin.name} user {secrets.token_hex(3)}"
+    answer = post_json(origin, f"/_matrix/client/v3/profile/{user}/displayname",
+                       {"displayname": name}, "PUT")
+    assert answer.status == 200, describe(answer)
+    answer = fetch(f"{via.base_url}/_matrix/client/v3/profile/{urllib.parse.quote(user)}",
+                   token=via.token)
+    assert answer.status == 200, f"{via.name} asking for {user}: {describe(answer)}"
+    assert answer.json().get("displayname") == name, describe(answer)
+
+
+def signed_device_keys(user: str, device: str) -> dict:
+    """Device keys made and self-signed by a real Olm account (vodozemac), as clients do."""
+    import vodozemac  # from matrix-nio's e2e extra, installed by run.sh
+
+    account = vodozemac.Account()
+    keys = {
+        "user_id": user, "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {f"curve25519:{device}": account.curve25519_key.to_base64(),
+                 f"ed25519:{device}": account.ed25519_key.to_base64()},
+    }
+    canonical = json.dumps(keys, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signature = account.sign(canonical.encode()).to_base64()
+    return dict(keys, signatures={user: {f"ed25519:{device}": signature}})
+
+
+@pytest.mark.parametrize("origin, via", DIRECTIONS)
+def test_device_keys_over_federation(peers, origin, via):
+    origin, via = peers[origin], peers[via]
+    user = whoami(origin)
+    device = fetch(f"{origin.base_url}/_matrix/client/v3/account/whoami",
+                   token=origin.token).json()["device_id"]
+    keys = signed_device_keys(user, device)
+    answer = post_json(origin, "/_matrix/client/v3/keys/upload", {"device_keys": keys})
+    assert answer.status == 200, f"upload to {origin.name}: {describe(answer)}"
+    answer = post_json(via, "/_matrix/client/v3/keys/query", {"device_keys": {user: []}})
+    assert answer.status == 200, describe(answer)
+    found = answer.json()
+    assert not found.get("failures"), found
+    assert found["device_keys"][user][device]["keys"] == keys["keys"], found

@@ -26,6 +26,12 @@ impl From<myelin_store::Error> for ApiError {
     }
 }
 
+impl From<myelin_federation::FederationError> for ApiError {
+    fn from(error: myelin_federation::FederationError) -> Self {
+        ApiError(error.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, message) = match self.0 {

@@ -37,7 +37,8 @@ pub struct Services {
 impl Services {
     pub async fn new(config: Arc<Config>, store: Store) -> myelin_core::Result<Arc<Self>> {
         let federation = Arc::new(Federation::new(store.clone(), &config).await?);
-        let rooms = RoomService::new(store.clone(), config.clone(), federation.signing_key())?;
+        let rooms =
+            RoomService::new(store.clone(), config.clone(), federation.signing_key(), federation.client.clone())?;
         rooms.start().await?;
         Ok(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone()),

@@ -19,7 +19,11 @@ use reqwest::{
 };
 use ruma::{
     OwnedServerName, ServerName,
-    api::federation::authentication::{XMatrix, XMatrixSigningInput},
+    api::{
+        IncomingResponseExt, OutgoingRequest, OutgoingRequestExt,
+        federation::authentication::{ServerSignatures, XMatrix, XMatrixSigningInput},
+        path_builder::SinglePath,
+    },
 };
 use std::{
     net::IpAddr,
@@ -27,6 +31,8 @@ use std::{
     time::Duration,
 };
 
+/// Largest JSON answer read from another server.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
 /// Largest `.well-known/matrix/server` answer read.
 const WELL_KNOWN_MAX_SIZE: usize = 64 * 1024;
 
@@ -41,6 +47,8 @@ pub enum FederationError {
     BackingOff { destination: String, retry_after_ts: i64, last_error: String },
     #[error("request to {destination} failed: {message}")]
     Unreachable { destination: String, message: String },
+    #[error("{destination} answered {status} {errcode}: {message}")]
+    Refused { destination: String, status: u16, errcode: String, message: String },
 }
 
 impl From<FederationError> for myelin_core::Error {
@@ -49,7 +57,10 @@ impl From<FederationError> for myelin_core::Error {
         use myelin_core::{Error, ErrorKind};
         match error {
             FederationError::Disabled | FederationError::Forbidden(_) => Error::forbidden(error.to_string()),
-            FederationError::BackingOff { .. } | FederationError::Unreachable { .. } => {
+            FederationError::Refused { status: 404, .. } => Error::not_found(error.to_string()),
+            FederationError::BackingOff { .. }
+            | FederationError::Unreachable { .. }
+            | FederationError::Refused { .. } => {
                 Error::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, error.to_string())
             }
         }
@@ -326,6 +337,43 @@ impl FederationClient {
                 Err(unreachable(message))
             }
         }
+    }
+
+    /// Sends a signed Server-Server request built from ruma's type `T` and parses the answer.
+    /// An error answer becomes `FederationError::Refused` with the remote's status and errcode.
+    pub async fn send<T>(&self, destination: &ServerName, request: T) -> Result<T::IncomingResponse, FederationError>
+    where
+        T: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let invalid = |message: String| FederationError::Unreachable { destination: destination.to_string(), message };
+        let input = XMatrixSigningInput::new(self.server_name.clone(), destination.to_owned(), self.key.pair());
+        let built: http::Request<Vec<u8>> = request
+            .try_into_http_request("https://destination.invalid", input, ())
+            .map_err(|e| invalid(e.to_string()))?;
+        let (parts, body) = built.into_parts();
+        let path = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
+        let body = (!body.is_empty()).then_some(body);
+        let response = self.request(destination, parts.method, &path, body, true, true).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = read_limited(response, MAX_ANSWER).await.map_err(invalid)?;
+        if !status.is_success() {
+            let answer = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+            let text = |key: &str| answer.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            return Err(FederationError::Refused {
+                destination: destination.to_string(),
+                status: status.as_u16(),
+                errcode: text("errcode"),
+                message: text("error"),
+            });
+        }
+        let mut http_response = http::Response::builder().status(status);
+        if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
+            http_response = http_response.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let http_response = http_response.body(bytes.as_ref()).map_err(|e| invalid(e.to_string()))?;
+        T::IncomingResponse::try_from_http_response(http_response)
+            .map_err(|e| invalid(format!("unexpected answer: {e}")))
     }
 
     /// A plain GET of an https URL another server pointed us to (a media `Location`).

@@ -7,7 +7,7 @@ use crate::{
     pdu::{self, BuildArgs, EventContent, Pdu},
 };
 use myelin_core::{Config, Error, Result, util::now_ms};
-use myelin_federation::SigningKey;
+use myelin_federation::{FederationClient, SigningKey};
 use myelin_store::{EventRow, StateMap, Store};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UInt, UserId,
@@ -25,6 +25,8 @@ pub struct RoomService {
     pub(crate) store: Store,
     pub(crate) config: Arc<Config>,
     pub(crate) key: Arc<SigningKey>,
+    /// Requests to other servers (remote users' keys).
+    pub(crate) federation: Arc<FederationClient>,
     /// One lock per room: events of a room are built one after the other, each on the last.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// What the next event of each room builds on, kept from the last one (see `RoomHead`).
@@ -106,11 +108,17 @@ pub struct Txn {
 }
 
 impl RoomService {
-    pub fn new(store: Store, config: Arc<Config>, key: Arc<SigningKey>) -> Result<Self> {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        key: Arc<SigningKey>,
+        federation: Arc<FederationClient>,
+    ) -> Result<Self> {
         Ok(RoomService {
             store,
             config,
             key,
+            federation,
             locks: Mutex::default(),
             heads: Arc::default(),
             infos: Mutex::default(),

@@ -324,6 +324,20 @@ impl Keys<'_> {
         })
     }
 
+    /// The position of the user's latest device list change (0 if none): the `stream_id`
+    /// other servers see in `/user/devices`.
+    pub async fn latest_device_list_change(&self, user_id: &str) -> Result<i64> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MAX(stream_ordering) FROM device_list_changes WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?
+            .unwrap_or(0)
+        }))
+    }
+
     /// Users whose keys changed after `since` up to `upto`, among `user_id` and the users
     /// sharing a joined room with them.
     pub async fn device_list_changes(&self, user_id: &str, since: i64, upto: i64) -> Result<Vec<String>> {

@@ -1,8 +1,10 @@
-//! Room aliases: `/directory/room/{roomAlias}` and `/rooms/{roomId}/aliases`.
+//! Room aliases (`/directory/room/{roomAlias}`, `/rooms/{roomId}/aliases`) and the public room
+//! directory (`/publicRooms`, this server's or another's over federation).
 
 use super::RouteRuma;
 use crate::{Ruma, Services, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
+use myelin_rooms::DirectoryPage;
 use ruma::api::client::{
     alias::{create_alias::v3 as create_alias, delete_alias::v3 as delete_alias, get_alias::v3 as get_alias},
     directory::{
@@ -10,6 +12,13 @@ use ruma::api::client::{
         get_room_visibility::v3 as get_room_visibility, set_room_visibility::v3 as set_room_visibility,
     },
     room::{Visibility, aliases::v3 as room_aliases},
+};
+use ruma::{
+    api::federation::{
+        directory::get_public_rooms_filtered::v1 as remote_public_rooms,
+        query::get_room_information::v1 as remote_alias,
+    },
+    directory::RoomTypeFilter,
 };
 use std::sync::Arc;
 
@@ -25,18 +34,34 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<set_room_visibility::Request, _, _>(set_visibility)
 }
 
-/// Rooms of other servers' directories come with federation.
-fn local_directory(services: &Services, server: Option<&ruma::ServerName>) -> Result<(), myelin_core::Error> {
+/// A page of this server's directory, or of `server`'s over federation
+/// (`POST /_matrix/federation/v1/publicRooms`).
+async fn directory_page(
+    services: &Services,
+    server: Option<&ruma::ServerName>,
+    search: Option<&str>,
+    room_types: &[RoomTypeFilter],
+    since: Option<&str>,
+    limit: Option<ruma::UInt>,
+) -> Result<DirectoryPage, myelin_core::Error> {
+    let limit_rooms = limit.map(|l| u64::from(l).min(500) as usize);
     match server {
         Some(server) if server != services.config.server_name => {
-            Err(myelin_core::Error::not_found("the directories of other servers are not reachable yet"))
+            let mut request = remote_public_rooms::Request::new();
+            request.limit = limit;
+            request.since = since.map(str::to_owned);
+            request.filter.generic_search_term = search.map(str::to_owned);
+            request.filter.room_types = room_types.to_vec();
+            let answer = services.federation.client.send(server, request).await?;
+            Ok(DirectoryPage {
+                chunk: answer.chunk,
+                next_batch: answer.next_batch,
+                prev_batch: answer.prev_batch,
+                total: answer.total_room_count_estimate.map_or(0, u64::from),
+            })
         }
-        _ => Ok(()),
+        _ => services.rooms.public_rooms(search, room_types, since, limit_rooms).await,
     }
-}
-
-fn page_limit(limit: Option<ruma::UInt>) -> Option<usize> {
-    limit.map(|l| u64::from(l).min(500) as usize)
 }
 
 /// `GET /_matrix/client/v3/publicRooms`
@@ -45,8 +70,7 @@ async fn public_rooms(
     request: Ruma<get_public_rooms::Request>,
 ) -> ApiResult<get_public_rooms::Response> {
     let b = &request.body;
-    local_directory(&services, b.server.as_deref())?;
-    let page = services.rooms.public_rooms(None, &[], b.since.as_deref(), page_limit(b.limit)).await?;
+    let page = directory_page(&services, b.server.as_deref(), None, &[], b.since.as_deref(), b.limit).await?;
     let mut response = get_public_rooms::Response::new(page.chunk);
     response.next_batch = page.next_batch;
     response.prev_batch = page.prev_batch;
@@ -61,16 +85,10 @@ async fn public_rooms_filtered(
 ) -> ApiResult<get_public_rooms_filtered::Response> {
     request.identity()?;
     let b = &request.body;
-    local_directory(&services, b.server.as_deref())?;
-    let page = services
-        .rooms
-        .public_rooms(
-            b.filter.generic_search_term.as_deref(),
-            &b.filter.room_types,
-            b.since.as_deref(),
-            page_limit(b.limit),
-        )
-        .await?;
+    let search = b.filter.generic_search_term.as_deref();
+    let page =
+        directory_page(&services, b.server.as_deref(), search, &b.filter.room_types, b.since.as_deref(), b.limit)
+            .await?;
     let mut response = get_public_rooms_filtered::Response::new();
     response.chunk = page.chunk;
     response.next_batch = page.next_batch;
@@ -116,7 +134,13 @@ async fn get(
     State(services): State<Arc<Services>>,
     request: Ruma<get_alias::Request>,
 ) -> ApiResult<get_alias::Response> {
-    let room_id = services.rooms.resolve_alias(&request.body.room_alias).await?;
+    let alias = &request.body.room_alias;
+    if alias.server_name() != services.config.server_name {
+        let request = remote_alias::Request::new(alias.clone());
+        let answer = services.federation.client.send(alias.server_name(), request).await?;
+        return Ok(get_alias::Response::new(answer.room_id, answer.servers).into());
+    }
+    let room_id = services.rooms.resolve_alias(alias).await?;
     Ok(get_alias::Response::new(room_id, vec![services.config.server_name.clone()]).into())
 }
 

@@ -68,7 +68,7 @@ async fn query(
         .iter()
         .map(|(user, devices)| (user.to_string(), devices.iter().map(ToString::to_string).collect()))
         .collect();
-    let keys = services.rooms.query_keys(&identity.user_id, &wanted).await?;
+    let keys = services.rooms.query_keys(Some(&identity.user_id), &wanted).await?;
     let mut response = get_keys::Response::new();
     response.failures = keys.failures;
     for (user, devices) in keys.device_keys {
@@ -109,7 +109,7 @@ async fn claim(
             (user.to_string(), devices.iter().map(|(d, a)| (d.to_string(), a.to_string())).collect())
         })
         .collect();
-    let (claimed, failures) = services.rooms.claim_keys(&wanted).await?;
+    let (claimed, failures) = services.rooms.claim_keys(&wanted, false).await?;
     let mut one_time_keys = BTreeMap::new();
     for (user, devices) in claimed {
         let mut out = BTreeMap::new();

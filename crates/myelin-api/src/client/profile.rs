@@ -5,12 +5,13 @@ use crate::{Ruma, Services, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
 use myelin_core::Error;
 use ruma::{
-    UserId,
+    OwnedMxcUri, UserId,
     api::client::profile::{
         get_avatar_url::v3 as get_avatar_url, get_display_name::v3 as get_display_name, get_profile::v3 as get_profile,
         set_avatar_url::v3 as set_avatar_url, set_display_name::v3 as set_display_name,
     },
-    profile::UserProfile,
+    api::federation::query::get_profile_information::v1 as remote_profile,
+    profile::{ProfileFieldName, UserProfile},
 };
 use std::sync::Arc;
 
@@ -23,12 +24,21 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<set_avatar_url::Request, _, _>(set_avatar)
 }
 
-/// Profiles of other servers' users come with federation; until then they are not found.
-fn local(services: &Services, user_id: &UserId) -> Result<(), Error> {
-    if user_id.server_name() != services.config.server_name {
-        return Err(Error::not_found("Profile not found"));
+/// The (displayname, avatar_url) of any user: local ones from the store, other servers' over
+/// federation (`/_matrix/federation/v1/query/profile`).
+async fn any_profile(
+    services: &Services,
+    user_id: &UserId,
+    field: Option<ProfileFieldName>,
+) -> Result<(Option<String>, Option<OwnedMxcUri>), Error> {
+    if user_id.server_name() == services.config.server_name {
+        return services.accounts.profile(user_id).await;
     }
-    Ok(())
+    let mut request = remote_profile::Request::new(user_id.to_owned());
+    request.field = field;
+    let answer = services.federation.client.send(user_id.server_name(), request).await?;
+    let text = |name: &str| answer.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok((text("displayname"), text("avatar_url").map(OwnedMxcUri::from)))
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`
@@ -36,9 +46,7 @@ async fn profile(
     State(services): State<Arc<Services>>,
     request: Ruma<get_profile::Request>,
 ) -> ApiResult<get_profile::Response> {
-    let user_id = &request.body.user_id;
-    local(&services, user_id)?;
-    let (displayname, avatar_url) = services.accounts.profile(user_id).await?;
+    let (displayname, avatar_url) = any_profile(&services, &request.body.user_id, None).await?;
     let mut data = UserProfile::new();
     if let Some(name) = displayname {
         data.set("displayname".into(), name.into());
@@ -54,8 +62,7 @@ async fn displayname(
     State(services): State<Arc<Services>>,
     request: Ruma<get_display_name::Request>,
 ) -> ApiResult<get_display_name::Response> {
-    local(&services, &request.body.user_id)?;
-    let (displayname, _) = services.accounts.profile(&request.body.user_id).await?;
+    let (displayname, _) = any_profile(&services, &request.body.user_id, Some(ProfileFieldName::DisplayName)).await?;
     Ok(get_display_name::Response::new(displayname).into())
 }
 
@@ -74,8 +81,7 @@ async fn avatar_url(
     State(services): State<Arc<Services>>,
     request: Ruma<get_avatar_url::Request>,
 ) -> ApiResult<get_avatar_url::Response> {
-    local(&services, &request.body.user_id)?;
-    let (_, avatar_url) = services.accounts.profile(&request.body.user_id).await?;
+    let (_, avatar_url) = any_profile(&services, &request.body.user_id, Some(ProfileFieldName::AvatarUrl)).await?;
     Ok(get_avatar_url::Response::new(avatar_url).into())
 }
 

@@ -1,10 +1,12 @@
-//! The Server-Server API on the federation listener: version, keys (own and notary) and the
-//! v1.11 authenticated media endpoints. Every endpoint that other servers sign for is
+//! The Server-Server API on the federation listener: version, keys (own and notary), the
+//! v1.11 authenticated media endpoints and queries (profiles, aliases, devices and keys, the
+//! public room directory). Every endpoint that other servers sign for is
 //! verified (X-Matrix) by the `Federated<T>` extractor before its handler runs.
 
 mod auth;
 mod keys;
 mod media;
+mod query;
 
 pub(crate) use auth::Federated;
 
@@ -16,7 +18,8 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<Services>> {
     let router = Router::new().ruma::<version::Request, _, _>(get_version);
     let router = keys::routes(router);
-    media::routes(router)
+    let router = media::routes(router);
+    query::routes(router)
 }
 
 /// `GET /_matrix/federation/v1/version`

@@ -4,7 +4,7 @@ use super::{check_public_key, cross_signing_public_key, key_object, signed_by, u
 use crate::service::RoomService;
 use myelin_core::{Error, Result};
 use myelin_store::{KeySignatureRow, OneTimeKeyRow};
-use ruma::{DeviceId, UserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -24,6 +24,9 @@ pub struct KeysQuery {
     pub user_signing_keys: BTreeMap<String, Value>,
     pub failures: BTreeMap<String, Value>,
 }
+
+/// Claimed keys: user → device → `algorithm:key_id` → key.
+pub type ClaimedKeys = BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>;
 
 /// Algorithms every answer counts, even at zero: clients top up when they see it low.
 const COUNTED_ALGORITHMS: &[&str] = &["signed_curve25519"];
@@ -114,17 +117,24 @@ impl RoomService {
     }
 
     /// `POST /keys/query`: the keys of the requested users' devices (all of them when the list
-    /// is empty) and their cross-signing keys, with the signatures `requester` may see.
-    pub async fn query_keys(&self, requester: &UserId, wanted: &BTreeMap<String, Vec<String>>) -> Result<KeysQuery> {
+    /// is empty) and their cross-signing keys, with the signatures `requester` may see. Other
+    /// servers' users are asked for over federation. `requester` None is another server
+    /// asking (`/_matrix/federation/v1/user/keys/query`): local users only, no user-signing
+    /// keys, only the owners' signatures.
+    pub async fn query_keys(
+        &self,
+        requester: Option<&UserId>,
+        wanted: &BTreeMap<String, Vec<String>>,
+    ) -> Result<KeysQuery> {
         let mut out = KeysQuery::default();
+        let mut remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> = BTreeMap::new();
         for (user_id, devices) in wanted {
             let Ok(user) = UserId::parse(user_id.as_str()) else { continue };
             if user.server_name() != self.config.server_name.as_str() {
-                // Remote users' keys come over federation (not yet): say so per server.
-                out.failures.insert(
-                    user.server_name().to_string(),
-                    json!({"status": 503, "message": "federation is not available yet"}),
-                );
+                if requester.is_some() {
+                    let devices = devices.iter().map(|d| OwnedDeviceId::from(d.as_str())).collect();
+                    remote.entry(user.server_name().to_owned()).or_default().insert(user.clone(), devices);
+                }
                 continue;
             }
             let signatures = self.store.keys().signatures_of(user.as_str()).await?;
@@ -155,7 +165,7 @@ impl RoomService {
                 ("user_signing", &mut out.user_signing_keys),
             ] {
                 // A user-signing key is its owner's business only.
-                if key_type == "user_signing" && requester != user {
+                if key_type == "user_signing" && requester != Some(&*user) {
                     continue;
                 }
                 if let Some(json) = self.store.keys().cross_signing_key(user.as_str(), key_type).await? {
@@ -167,24 +177,29 @@ impl RoomService {
                 }
             }
         }
+        if !remote.is_empty() {
+            self.query_remote_keys(remote, &mut out).await;
+        }
         Ok(out)
     }
 
     /// `POST /keys/claim`: one key per requested device and algorithm; a one-time key goes to
-    /// exactly one claimer, the fallback key when none is left.
+    /// exactly one claimer, the fallback key when none is left. Other servers' users' keys are
+    /// claimed over federation when `local_only` is false (a client asking).
     pub async fn claim_keys(
         &self,
         wanted: &BTreeMap<String, BTreeMap<String, String>>,
-    ) -> Result<(BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>, BTreeMap<String, Value>)> {
-        let mut claimed: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
+        local_only: bool,
+    ) -> Result<(ClaimedKeys, BTreeMap<String, Value>)> {
+        let mut claimed: ClaimedKeys = BTreeMap::new();
         let mut failures = BTreeMap::new();
+        let mut remote: BTreeMap<OwnedServerName, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
         for (user_id, devices) in wanted {
             let Ok(user) = UserId::parse(user_id.as_str()) else { continue };
             if user.server_name() != self.config.server_name.as_str() {
-                failures.insert(
-                    user.server_name().to_string(),
-                    json!({"status": 503, "message": "federation is not available yet"}),
-                );
+                if !local_only {
+                    remote.entry(user.server_name().to_owned()).or_default().insert(user_id.clone(), devices.clone());
+                }
                 continue;
             }
             for (device_id, algorithm) in devices {
@@ -200,6 +215,9 @@ impl RoomService {
                         .insert(key_id, key);
                 }
             }
+        }
+        if !remote.is_empty() {
+            self.claim_remote_keys(remote, &mut claimed, &mut failures).await;
         }
         Ok((claimed, failures))
     }
@@ -291,11 +309,11 @@ fn add_signatures(
     key: &mut Map<String, Value>,
     signatures: &[KeySignatureRow],
     target_key_id: &str,
-    requester: &UserId,
+    requester: Option<&UserId>,
     owner: &UserId,
 ) {
     for s in signatures.iter().filter(|s| s.target_key_id == target_key_id) {
-        if s.signer_user_id != owner.as_str() && s.signer_user_id != requester.as_str() {
+        if s.signer_user_id != owner.as_str() && requester.is_none_or(|r| s.signer_user_id != r.as_str()) {
             continue;
         }
         let all = key.entry("signatures").or_insert_with(|| json!({}));

@@ -6,11 +6,13 @@ mod backup;
 mod cross_signing;
 mod device_keys;
 mod device_lists;
+mod remote_keys;
 mod to_device;
 
 pub use backup::{BackupKey, BackupVersion};
 pub use cross_signing::{CrossSigningUpload, SignatureFailure};
-pub use device_keys::{KeysQuery, UploadedKey};
+pub use device_keys::{ClaimedKeys, KeysQuery, UploadedKey};
+pub use remote_keys::{FederationDevice, FederationDevices};
 pub use to_device::{SyncToDevice, ToDeviceMessage};
 
 use myelin_core::{Error, Result};

@@ -26,14 +26,14 @@ backend_tests!(
 );
 
 /// An ed25519 key pair with the version (key ID) it signs with.
-struct TestKey {
+pub struct TestKey {
     pair: Ed25519KeyPair,
     public: String,
 }
 
 impl TestKey {
     /// A key whose ID is `id`, or its own public key (cross-signing keys) when None.
-    fn new(id: Option<&str>) -> Self {
+    pub fn new(id: Option<&str>) -> Self {
         let der = Ed25519KeyPair::generate();
         let probe = Ed25519KeyPair::from_der(&der, String::new()).unwrap();
         let public = Base64::<ruma::serde::base64::Standard>::new(probe.public_key().to_vec()).encode();
@@ -68,7 +68,7 @@ fn b64(text: &str) -> String {
     Base64::<ruma::serde::base64::Standard>::new(text.as_bytes().to_vec()).encode()
 }
 
-fn device_keys(user: &User, key: &TestKey) -> Value {
+pub fn device_keys(user: &User, key: &TestKey) -> Value {
     key.sign(
         &user.user_id,
         json!({
@@ -83,11 +83,11 @@ fn device_keys(user: &User, key: &TestKey) -> Value {
     )
 }
 
-fn one_time_key(user: &User, key: &TestKey) -> Value {
+pub fn one_time_key(user: &User, key: &TestKey) -> Value {
     key.sign(&user.user_id, json!({ "key": random_key() }))
 }
 
-fn cross_signing_key(user: &User, key: &TestKey, usage: &str) -> Value {
+pub fn cross_signing_key(user: &User, key: &TestKey, usage: &str) -> Value {
     json!({
         "user_id": user.user_id,
         "usage": [usage],
@@ -95,11 +95,11 @@ fn cross_signing_key(user: &User, key: &TestKey, usage: &str) -> Value {
     })
 }
 
-async fn upload(server: &TestServer, user: &User, body: Value) -> (reqwest::StatusCode, Value) {
+pub async fn upload(server: &TestServer, user: &User, body: Value) -> (reqwest::StatusCode, Value) {
     server.post("/_matrix/client/v3/keys/upload", Some(&user.token), body).await
 }
 
-async fn claim(server: &TestServer, by: &User, of: &User) -> Value {
+pub async fn claim(server: &TestServer, by: &User, of: &User) -> Value {
     let (status, body) = server
         .post(
             "/_matrix/client/v3/keys/claim",
@@ -111,7 +111,7 @@ async fn claim(server: &TestServer, by: &User, of: &User) -> Value {
     body["one_time_keys"][&of.user_id][&of.device_id].clone()
 }
 
-async fn query(server: &TestServer, by: &User, of: &User) -> Value {
+pub async fn query(server: &TestServer, by: &User, of: &User) -> Value {
     let (status, body) = server
         .post("/_matrix/client/v3/keys/query", Some(&by.token), json!({ "device_keys": { &of.user_id: [] } }))
         .await;
@@ -367,7 +367,7 @@ async fn device_lists_follow_shared_rooms(backend: Backend) {
     assert_error(&bad, 400, "M_INVALID_PARAM");
 }
 
-async fn upload_signing(server: &TestServer, user: &User, body: Value) -> (reqwest::StatusCode, Value) {
+pub async fn upload_signing(server: &TestServer, user: &User, body: Value) -> (reqwest::StatusCode, Value) {
     server.post("/_matrix/client/v3/keys/device_signing/upload", Some(&user.token), body).await
 }
 

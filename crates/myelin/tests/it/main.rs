@@ -10,6 +10,7 @@ mod discovery;
 mod e2ee;
 mod errors;
 mod federation;
+mod federation_queries;
 mod login;
 mod media;
 mod media_async;
