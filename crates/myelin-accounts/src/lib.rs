@@ -5,6 +5,7 @@ mod account;
 mod authenticate;
 mod devices;
 mod login;
+mod openid;
 mod password;
 mod profile;
 mod register;
@@ -14,6 +15,7 @@ mod user_id;
 
 pub use authenticate::Identity;
 pub use login::NewSession;
+pub use openid::OPENID_TOKEN_LIFETIME;
 pub use register::{Registration, RegistrationOutcome};
 pub use uia::{UiaDone, UiaFlows};
 pub use user_id::parse_local_user_id;

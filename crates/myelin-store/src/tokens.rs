@@ -138,14 +138,43 @@ impl Tokens<'_> {
         }))
     }
 
-    /// Removes expired access tokens; returns how many.
+    /// Removes expired access and OpenID tokens; returns how many.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64> {
         Ok(on_db!(self.0, write, |pool| {
-            sqlx::query("DELETE FROM access_tokens WHERE expires_ts IS NOT NULL AND expires_ts < $1")
+            let access = sqlx::query("DELETE FROM access_tokens WHERE expires_ts IS NOT NULL AND expires_ts < $1")
                 .bind(now_ms)
                 .execute(pool)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            let openid = sqlx::query("DELETE FROM openid_tokens WHERE expires_ts < $1")
+                .bind(now_ms)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            access + openid
+        }))
+    }
+
+    pub async fn add_openid_token(&self, token_hash: &str, user_id: &str, expires_ts: i64) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query("INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)")
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(expires_ts)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The user of an OpenID token that has not expired at `now_ms`.
+    pub async fn openid_user(&self, token_hash: &str, now_ms: i64) -> Result<Option<String>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT user_id FROM openid_tokens WHERE token_hash = $1 AND expires_ts > $2")
+                .bind(token_hash)
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await?
         }))
     }
 }

@@ -1,15 +1,40 @@
-//! Account changes: `/account/password`, `/account/deactivate` (access token optional, v1.11).
+//! Account changes: `/account/password`, `/account/deactivate` (access token optional, v1.11),
+//! and OpenID tokens (`/user/{userId}/openid/request_token`).
 
 use super::RouteRuma;
 use crate::{Ruma, Services, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
+use myelin_core::Error;
 use ruma::api::client::account::{
     ThirdPartyIdRemovalStatus, change_password::v3 as change_password, deactivate::v3 as deactivate,
+    request_openid_token::v3 as openid_token,
 };
 use std::sync::Arc;
 
 pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
-    router.ruma::<change_password::Request, _, _>(post_password).ruma::<deactivate::Request, _, _>(post_deactivate)
+    router
+        .ruma::<change_password::Request, _, _>(post_password)
+        .ruma::<deactivate::Request, _, _>(post_deactivate)
+        .ruma::<openid_token::Request, _, _>(post_openid_token)
+}
+
+/// `POST /_matrix/client/v3/user/{userId}/openid/request_token`
+async fn post_openid_token(
+    State(services): State<Arc<Services>>,
+    request: Ruma<openid_token::Request>,
+) -> ApiResult<openid_token::Response> {
+    let identity = request.identity()?;
+    if identity.user_id != request.body.user_id {
+        return Err(Error::forbidden("An OpenID token can only be requested for yourself").into());
+    }
+    let token = services.accounts.request_openid_token(&identity.user_id).await?;
+    Ok(openid_token::Response::new(
+        token,
+        ruma::authentication::TokenType::Bearer,
+        services.config.server_name.clone(),
+        myelin_accounts::OPENID_TOKEN_LIFETIME,
+    )
+    .into())
 }
 
 /// `POST /_matrix/client/v3/account/password`

@@ -1,7 +1,8 @@
 //! Queries other servers make about this one's users and rooms: profiles, room aliases, a
 //! user's devices, device keys and one-time keys (`/_matrix/federation/v1/query/*`,
 //! `/user/devices/{userId}`, `/user/keys/query`, `/user/keys/claim`) and the public room
-//! directory (`/_matrix/federation/v1/publicRooms`).
+//! directory (`/_matrix/federation/v1/publicRooms`), and who an OpenID token belongs to
+//! (`/_matrix/federation/v1/openid/userinfo`).
 
 use super::Federated;
 use crate::{ApiError, Services, client::RouteRuma, client::rooms::raw, ruma_wrapper::ApiResult};
@@ -13,6 +14,7 @@ use ruma::{
         device::get_devices::v1 as devices,
         directory::{get_public_rooms::v1 as public_rooms, get_public_rooms_filtered::v1 as public_rooms_filtered},
         keys::{claim_keys::v1 as claim_keys, get_keys::v1 as query_keys},
+        openid::get_openid_userinfo::v1 as openid_userinfo,
         query::{get_profile_information::v1 as profile, get_room_information::v1 as room_alias},
     },
     profile::{ProfileFieldName, UserProfile},
@@ -28,6 +30,16 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<claim_keys::Request, _, _>(post_claim_keys)
         .ruma::<public_rooms::Request, _, _>(get_public_rooms)
         .ruma::<public_rooms_filtered::Request, _, _>(post_public_rooms)
+        .ruma::<openid_userinfo::Request, _, _>(get_openid_userinfo)
+}
+
+/// `GET /_matrix/federation/v1/openid/userinfo` (unsigned: the token is the credential)
+async fn get_openid_userinfo(
+    State(services): State<Arc<Services>>,
+    request: Federated<openid_userinfo::Request>,
+) -> ApiResult<openid_userinfo::Response> {
+    let user = services.accounts.openid_user(&request.body.access_token).await?;
+    Ok(openid_userinfo::Response::new(user).into())
 }
 
 fn local_user(services: &Services, user: &UserId) -> Result<(), ApiError> {

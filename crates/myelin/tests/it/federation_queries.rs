@@ -11,7 +11,7 @@ use crate::{
 use ruma::api::federation::device::get_devices::v1 as get_devices;
 use serde_json::json;
 
-backend_tests!(profiles_aliases_and_directory, keys_across_servers);
+backend_tests!(profiles_aliases_and_directory, keys_across_servers, openid_tokens);
 
 async fn profiles_aliases_and_directory(backend: Backend) {
     let ca = TestCa::new();
@@ -120,4 +120,30 @@ async fn keys_across_servers(backend: Backend) {
     assert_eq!(status, 200, "{answer}");
     assert!(answer["device_keys"][&alice.user_id].is_object(), "{answer}");
     assert!(answer["failures"]["localhost:1"]["status"].is_number(), "{answer}");
+}
+
+/// An OpenID token proves to a third party, through the federation API, who the user is.
+async fn openid_tokens(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, a_name) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = a.register("bob").await;
+    let path = format!("/_matrix/client/v3/user/{}/openid/request_token", alice.user_id);
+    let (status, token) = a.post(&path, Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["matrix_server_name"], a_name);
+    assert_eq!(token["expires_in"], 3600);
+    assert_error(&a.post(&path, Some(&bob.token), json!({})).await, 403, "M_FORBIDDEN");
+
+    let http = ca.client();
+    let userinfo = |token: &str| format!("https://{a_name}/_matrix/federation/v1/openid/userinfo?access_token={token}");
+    let answer = http.get(userinfo(token["access_token"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["sub"], alice.user_id);
+    let answer = http.get(userinfo("not-a-token")).send().await.unwrap();
+    assert_eq!(answer.status(), 401);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["errcode"], "M_UNKNOWN_TOKEN");
 }
