@@ -26,7 +26,8 @@ backend_tests!(
     signed_requests,
     server_keys_and_notary,
     keys_through_a_notary,
-    backoff_survives_restart
+    backoff_survives_restart,
+    certificates_are_verified
 );
 
 /// A CA and a leaf certificate for `localhost` and 127.0.0.1 signed by it, as PEM files.
@@ -495,4 +496,28 @@ async fn keys_through_a_notary(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 401);
     drop(d);
+}
+
+/// Outbound TLS trusts the system roots plus `extra_ca_file`, nothing else, unless the
+/// insecure option for tests says otherwise.
+async fn certificates_are_verified(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, a_name) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let id = upload(&a, &alice.token, b"trust me".to_vec(), Some("text/plain"), None).await;
+    let path = format!("/_matrix/client/v1/media/download/{a_name}/{id}");
+
+    let (untrusting, _) = federated(backend, &ca, |config| config.federation.tls.extra_ca_file = None).await;
+    let user = untrusting.register("user").await;
+    let refused = untrusting.get(&path, Some(&user.token)).await;
+    assert_error(&refused, 502, "M_UNKNOWN");
+
+    let (insecure, _) = federated(backend, &ca, |config| {
+        config.federation.tls.extra_ca_file = None;
+        config.federation.tls.insecure_accept_any_certificate_for_tests = true;
+    })
+    .await;
+    let user = insecure.register("user").await;
+    let (status, bytes, _) = get_bytes(&insecure, &path, &user.token).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, b"trust me".as_slice()));
 }
