@@ -41,6 +41,11 @@ impl Backoff {
     pub async fn failed(&self, destination: &str, error: &str) {
         let row = {
             let mut state = self.state.lock().expect("backoff lock");
+            // Failures of requests that were already under way count once per wait: a burst
+            // of parallel requests hitting one outage must not jump to the longest wait.
+            if state.get(destination).is_some_and(|row| row.retry_after_ts > now_ms()) {
+                return;
+            }
             let failures = state.get(destination).map_or(0, |row| row.failures) + 1;
             let row = BackoffRow {
                 destination: destination.to_owned(),

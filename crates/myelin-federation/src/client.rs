@@ -6,7 +6,7 @@
 use crate::{
     IpPolicy, SigningKey,
     backoff::Backoff,
-    discovery::{self, Destination, Discovery, Lookups},
+    discovery::{self, Discovery, Lookups},
 };
 use bytes::Bytes;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -43,9 +43,11 @@ pub enum FederationError {
     Disabled,
     #[error("{0}")]
     Forbidden(String),
-    #[error("not retrying {destination} before {retry_after_ts} (last error: {last_error})")]
+    // The messages go to clients: they name the server, not what went wrong on the network
+    // (which would make this server a port scanner); the details are logged.
+    #[error("not retrying {destination} yet: it failed recently")]
     BackingOff { destination: String, retry_after_ts: i64, last_error: String },
-    #[error("request to {destination} failed: {message}")]
+    #[error("{destination} could not be reached")]
     Unreachable { destination: String, message: String },
     #[error("{destination} answered {status} {errcode}: {message}")]
     Refused { destination: String, status: u16, errcode: String, message: String },
@@ -96,6 +98,7 @@ impl Resolve for PolicyResolver {
 /// The real network lookups of discovery: `.well-known` over HTTPS, SRV through hickory.
 struct NetLookups {
     client: Client,
+    policy: Arc<IpPolicy>,
     dns: Option<TokioResolver>,
 }
 
@@ -103,6 +106,10 @@ impl Lookups for NetLookups {
     fn well_known<'a>(&'a self, host: &'a str) -> BoxFuture<'a, (Option<String>, Duration)> {
         async move {
             let url = format!("https://{host}/.well-known/matrix/server");
+            match Url::parse(&url) {
+                Ok(parsed) if !denied_address(&self.policy, &parsed) => {}
+                _ => return (None, discovery::well_known_error_ttl()),
+            }
             let response = match self.client.get(&url).send().await {
                 Ok(response) if response.status().is_success() => response,
                 Ok(response) => {
@@ -151,6 +158,17 @@ impl Lookups for NetLookups {
             Some(((target, best.3), ttl.max(Duration::from_secs(60))))
         }
         .boxed()
+    }
+}
+
+/// Whether the URL's host is an address the policy refuses. The parsed URL is what the client
+/// connects to: "127.1" or "2130706433" are host names to a server-name parser but loopback
+/// addresses to the URL parser, and addresses skip the resolver where the policy runs.
+fn denied_address(policy: &IpPolicy, url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !policy.allows(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !policy.allows(IpAddr::V6(ip)),
+        _ => false,
     }
 }
 
@@ -219,11 +237,7 @@ impl FederationClient {
         let redirect_policy = policy.clone();
         let plain = builder(PolicyResolver { policy: policy.clone(), discovery: Arc::new(OnceLock::new()) })?
             .redirect(redirect::Policy::custom(move |attempt| {
-                let literal_denied = attempt
-                    .url()
-                    .host_str()
-                    .and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
-                    .is_some_and(|ip| !redirect_policy.allows(ip));
+                let literal_denied = denied_address(&redirect_policy, attempt.url());
                 if attempt.previous().len() >= 5 {
                     attempt.error("too many redirects")
                 } else if literal_denied || attempt.url().scheme() != "https" {
@@ -241,7 +255,8 @@ impl FederationClient {
                 None
             }
         };
-        let discovery = Arc::new(Discovery::new(Box::new(NetLookups { client: plain.clone(), dns })));
+        let lookups = NetLookups { client: plain.clone(), policy: policy.clone(), dns };
+        let discovery = Arc::new(Discovery::new(Box::new(lookups)));
         let _ = slot.set(discovery.clone());
         Ok(FederationClient {
             enabled: fed.enabled,
@@ -305,8 +320,12 @@ impl FederationClient {
         let target = self.discovery.resolve(destination).await;
         let unreachable =
             |message: String| FederationError::Unreachable { destination: destination.to_string(), message };
-        self.check_literal(&target).map_err(unreachable)?;
         let url = Url::parse(&format!("{}{path}", target.base_url())).map_err(|e| unreachable(e.to_string()))?;
+        if denied_address(&self.policy, &url) {
+            return Err(FederationError::Forbidden(format!(
+                "{destination} is an address this server may not connect to"
+            )));
+        }
         let mut request = self.http.request(method.clone(), url);
         if signed {
             let body_bytes = body.clone().unwrap_or_default();
@@ -333,6 +352,7 @@ impl FederationClient {
             }
             Err(e) => {
                 let message = error_chain(&e);
+                tracing::info!(%destination, "federation request failed: {message}");
                 self.backoff.failed(destination.as_str(), &message).await;
                 Err(unreachable(message))
             }
@@ -382,9 +402,7 @@ impl FederationClient {
         if parsed.scheme() != "https" && parsed.scheme() != "http" {
             return Err(FederationError::Forbidden(format!("{url} is not an http(s) URL")));
         }
-        if let Some(ip) = parsed.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
-            && !self.policy.allows(ip)
-        {
+        if denied_address(&self.policy, &parsed) {
             return Err(FederationError::Forbidden(format!("{url} is an address this server may not connect to")));
         }
         self.plain
@@ -392,13 +410,6 @@ impl FederationClient {
             .send()
             .await
             .map_err(|e| FederationError::Unreachable { destination: url.to_owned(), message: error_chain(&e) })
-    }
-
-    fn check_literal(&self, target: &Destination) -> Result<(), String> {
-        match target.host.parse::<IpAddr>() {
-            Ok(ip) if !self.policy.allows(ip) => Err(format!("{ip} is an address this server may not connect to")),
-            _ => Ok(()),
-        }
     }
 }
 
@@ -420,4 +431,21 @@ pub fn is_unrecognized(status: StatusCode, body: &[u8]) -> bool {
         && serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .is_some_and(|v| v.get("errcode").and_then(|c| c.as_str()) == Some("M_UNRECOGNIZED"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_any_spelling_are_checked() {
+        let policy = IpPolicy::new(&myelin_core::config::UrlPreviewConfig::default().ip_range_denylist, &[]);
+        for url in
+            ["https://127.1:8448/", "https://2130706433/", "https://0x7f.1/", "https://[::1]/", "https://10.1.2.3/"]
+        {
+            assert!(denied_address(&policy, &Url::parse(url).unwrap()), "{url}");
+        }
+        assert!(!denied_address(&policy, &Url::parse("https://matrix.org/").unwrap()));
+        assert!(!denied_address(&policy, &Url::parse("https://1.1.1.1/").unwrap()));
+    }
 }

@@ -18,7 +18,7 @@ use ruma::{
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// Largest key document read from another server.
@@ -36,6 +36,8 @@ pub struct ServerKeys {
     cache: Mutex<HashMap<OwnedServerName, Vec<VerifyKeyRow>>>,
     /// One fetch per server at a time; later askers wait and read what it stored.
     fetching: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
+    /// When a server's keys were last fetched (or failed to be): not again before a pause.
+    last_fetch: Mutex<HashMap<OwnedServerName, Instant>>,
 }
 
 fn unauthorized(message: impl Into<String>) -> Error {
@@ -54,14 +56,32 @@ pub fn verify_signed_by(
         return Err("no signatures".into());
     };
     signatures.retain(|name, _| name == entity);
+    // ruma checks the signatures that are there: an object without one by `entity` (by a key
+    // we know) would pass, so that is refused here.
+    let signed_by_a_known_key = matches!(
+        signatures.get(entity),
+        Some(CanonicalJsonValue::Object(by_key)) if by_key.keys().any(|key_id| keys.contains_key(key_id))
+    );
+    if !signed_by_a_known_key {
+        return Err(format!("not signed by {entity} with a known key"));
+    }
     let map: PublicKeyMap = BTreeMap::from([(entity.to_owned(), keys.clone())]);
     ruma::signatures::verify_json(&map, &only).map_err(|e| e.to_string())
 }
 
-/// The verify keys a key document lists (current and old) with their validity.
+/// The longest a fetched key is trusted without fetching again (spec: the lesser of
+/// `valid_until_ts` and now + 7 days).
+const MAX_KEY_VALIDITY_MS: i64 = 7 * 24 * 3600 * 1000;
+/// After a failed fetch, the same server's keys are not fetched again for this long.
+const FAILED_FETCH_PAUSE: Duration = Duration::from_secs(60);
+/// A key document fetched this recently is not fetched again for a notary query.
+const NOTARY_REFETCH_PAUSE_MS: i64 = 5 * 60 * 1000;
+
+/// The verify keys a key document lists (current and old) with their validity, capped at
+/// seven days from now.
 fn keys_of(document: &CanonicalJsonObject) -> std::result::Result<(Vec<VerifyKeyRow>, i64), String> {
     let valid_until_ts = match document.get("valid_until_ts") {
-        Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+        Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts).min(now_ms() + MAX_KEY_VALIDITY_MS),
         _ => return Err("no valid_until_ts".into()),
     };
     let mut rows = Vec::new();
@@ -126,6 +146,7 @@ impl ServerKeys {
             client,
             cache: Mutex::default(),
             fetching: Mutex::default(),
+            last_fetch: Mutex::default(),
         })
     }
 
@@ -153,6 +174,17 @@ impl ServerKeys {
 
     /// The verify keys of `server`, fetching them when no key is valid at `valid_at` (ms).
     pub async fn verify_keys(&self, server: &ServerName, valid_at: i64) -> Result<Vec<VerifyKeyRow>> {
+        self.verify_keys_with(server, valid_at, None).await
+    }
+
+    /// As `verify_keys`, also fetching when `wanted` (a key ID) is not among them: the server
+    /// may have a new key. Fetches of one server are at least a minute apart.
+    async fn verify_keys_with(
+        &self,
+        server: &ServerName,
+        valid_at: i64,
+        wanted: Option<&str>,
+    ) -> Result<Vec<VerifyKeyRow>> {
         if server == self.server_name {
             let mut rows = vec![VerifyKeyRow {
                 key_id: self.key.key_id(),
@@ -168,26 +200,54 @@ impl ServerKeys {
             }));
             return Ok(rows);
         }
-        let fresh = |rows: &[VerifyKeyRow]| rows.iter().any(|r| r.expired_ts.is_none() && r.valid_until_ts >= valid_at);
+        let fresh = |rows: &[VerifyKeyRow]| {
+            rows.iter().any(|r| r.expired_ts.is_none() && r.valid_until_ts >= valid_at)
+                && wanted.is_none_or(|key_id| rows.iter().any(|r| r.key_id == key_id))
+        };
+        let paused = |keys: &Self| {
+            keys.last_fetch
+                .lock()
+                .expect("key fetch times")
+                .get(server)
+                .is_some_and(|at| at.elapsed() < FAILED_FETCH_PAUSE)
+        };
         if let Some(rows) = self.cached(server).await?
             && fresh(&rows)
         {
             return Ok(rows);
+        }
+        if paused(self) {
+            return Ok(self.cached(server).await?.unwrap_or_default());
         }
         let lock = self.fetching.lock().expect("key fetch lock").entry(server.to_owned()).or_default().clone();
-        let _fetching = lock.lock().await;
-        // Someone else may have fetched them while we waited.
-        if let Some(rows) = self.cached(server).await?
-            && fresh(&rows)
+        let outcome = async {
+            let _fetching = lock.lock().await;
+            // Someone else may have fetched them while we waited.
+            if let Some(rows) = self.cached(server).await?
+                && (fresh(&rows) || paused(self))
+            {
+                return Ok(rows);
+            }
+            if let Err(e) = self.fetch(server).await {
+                tracing::warn!(%server, "fetching server keys: {e}");
+            }
+            self.last_fetch.lock().expect("key fetch times").insert(server.to_owned(), Instant::now());
+            self.cache.lock().expect("key cache").remove(server);
+            Ok(self.cached(server).await?.unwrap_or_default())
+        }
+        .await;
         {
-            return Ok(rows);
+            let mut fetching = self.fetching.lock().expect("key fetch lock");
+            // The map and this function hold the last references: nobody waits on it.
+            if Arc::strong_count(&lock) <= 2 {
+                fetching.remove(server);
+            }
+            let mut last = self.last_fetch.lock().expect("key fetch times");
+            if last.len() > 10_000 {
+                last.retain(|_, at| at.elapsed() < FAILED_FETCH_PAUSE);
+            }
         }
-        match self.fetch(server).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(%server, "fetching server keys: {e}"),
-        }
-        self.cache.lock().expect("key cache").remove(server);
-        Ok(self.cached(server).await?.unwrap_or_default())
+        outcome
     }
 
     async fn cached(&self, server: &ServerName) -> Result<Option<Vec<VerifyKeyRow>>> {
@@ -321,7 +381,10 @@ impl ServerKeys {
         }
         let wanted = minimum_valid_until_ts.max(now_ms());
         let mut stored = self.store.federation().key_document(server.as_str()).await?;
-        if stored.as_ref().is_none_or(|doc| doc.valid_until_ts < wanted) {
+        // An asker cannot make this server fetch again and again by asking for a validity the
+        // server never publishes: a document fetched a few minutes ago is answered as it is.
+        let recent = stored.as_ref().is_some_and(|doc| doc.fetched_ts > now_ms() - NOTARY_REFETCH_PAUSE_MS);
+        if !recent && stored.as_ref().is_none_or(|doc| doc.valid_until_ts < wanted) {
             self.verify_keys(server, wanted).await?;
             stored = self.store.federation().key_document(server.as_str()).await?;
         }
@@ -354,7 +417,7 @@ impl ServerKeys {
         if !self.client.may_talk_to(&origin) {
             return Err(Error::forbidden(format!("Federation with {origin} is not allowed here")));
         }
-        let rows = self.verify_keys(&origin, now_ms()).await?;
+        let rows = self.verify_keys_with(&origin, now_ms(), Some(x_matrix.key.as_str())).await?;
         let usable = as_key_set(&rows, |row| row.expired_ts.is_none() && row.valid_until_ts >= now_ms());
         if !usable.contains_key(x_matrix.key.as_str()) {
             return Err(unauthorized(format!("Unknown or expired key {} of {origin}", x_matrix.key)));
@@ -369,5 +432,53 @@ impl ServerKeys {
             .verify_http_request(&request, &self.server_name, &map)
             .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;
         Ok(origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruma::signatures::Ed25519KeyPair;
+
+    fn key(version: &str) -> (Ed25519KeyPair, PublicKeySet) {
+        let pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), version.to_owned()).unwrap();
+        let public = Base64::new(pair.public_key().to_vec());
+        (pair, BTreeMap::from([(format!("ed25519:{version}"), public)]))
+    }
+
+    #[test]
+    fn a_signature_of_the_entity_is_required() {
+        let (pair, keys) = key("a");
+        let (other, _) = key("b");
+        let object: CanonicalJsonObject = serde_json::from_value(serde_json::json!({"x": 1})).unwrap();
+
+        let mut signed = object.clone();
+        ruma::signatures::sign_json("one.example", &pair, &mut signed).unwrap();
+        assert!(verify_signed_by(&signed, "one.example", &keys).is_ok());
+
+        let mut unsigned = object.clone();
+        unsigned.insert("signatures".into(), CanonicalJsonValue::Object(Default::default()));
+        assert!(verify_signed_by(&unsigned, "one.example", &keys).is_err());
+
+        let mut by_another = object.clone();
+        ruma::signatures::sign_json("two.example", &other, &mut by_another).unwrap();
+        assert!(verify_signed_by(&by_another, "one.example", &keys).is_err());
+
+        let mut unknown_key = object;
+        ruma::signatures::sign_json("one.example", &other, &mut unknown_key).unwrap();
+        assert!(verify_signed_by(&unknown_key, "one.example", &keys).is_err());
+    }
+
+    #[test]
+    fn key_validity_is_capped_at_seven_days() {
+        let far = now_ms() + 365 * 24 * 3600 * 1000;
+        let document: CanonicalJsonObject = serde_json::from_value(serde_json::json!({
+            "valid_until_ts": far,
+            "verify_keys": {"ed25519:a": {"key": "abc"}},
+        }))
+        .unwrap();
+        let (rows, valid_until) = keys_of(&document).unwrap();
+        assert!(valid_until <= now_ms() + MAX_KEY_VALIDITY_MS);
+        assert_eq!(rows[0].valid_until_ts, valid_until);
     }
 }

@@ -9,7 +9,7 @@ use crate::{MediaService, UploadMeta, blobs::BlobError, service::Access};
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, StatusCode, header};
-use myelin_core::{Error, ErrorKind, Result};
+use myelin_core::{Error, ErrorKind, Result, util::now_ms};
 use myelin_federation::client::{is_unrecognized, read_limited};
 use myelin_store::MediaRow;
 use reqwest::Method;
@@ -18,6 +18,23 @@ use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 
 /// Largest error body or JSON part read from a remote server.
 const SMALL_BODY: usize = 64 * 1024;
+
+/// Takes a fetch out of the map when its fetcher is done or cancelled (if it is still the
+/// one in the map).
+struct Forget<'a> {
+    fetches: &'a RemoteFetches,
+    key: &'a str,
+    gate: &'a Arc<tokio::sync::Mutex<Option<Outcome>>>,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.fetches.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.get(self.key).is_some_and(|current| Arc::ptr_eq(current, self.gate)) {
+            in_flight.remove(self.key);
+        }
+    }
+}
 
 /// What a finished fetch left for those who waited on it.
 type Outcome = std::result::Result<MediaRow, (StatusCode, ErrorKind, String)>;
@@ -67,7 +84,11 @@ impl MediaService {
         let cached = match self.store.media().get(origin.as_str(), media_id).await? {
             Some(row) if row.is_uploaded() => row,
             _ => {
-                if matches!(access, Access::Unauthenticated { allow_remote: false }) {
+                // The deprecated endpoints could not serve what is cached now (frozen): do not
+                // fetch it for them.
+                if matches!(access, Access::Unauthenticated { allow_remote: false })
+                    || (matches!(access, Access::Unauthenticated { .. }) && self.is_frozen_at(now_ms()))
+                {
                     return Err(not_found());
                 }
                 if !self.federation.enabled() {
@@ -79,32 +100,31 @@ impl MediaService {
         if self.hidden(&cached, access) { Err(not_found()) } else { Ok(cached) }
     }
 
-    /// One fetch per item; who waited gets its outcome instead of fetching again.
+    /// One fetch per item; who waited gets its outcome instead of fetching again. The fetcher
+    /// takes the item out of the map when done (also when cancelled), so a later request after
+    /// a failure tries again.
     async fn fetch_shared(&self, origin: &ServerName, media_id: &str, timeout: Duration) -> Result<MediaRow> {
         let key = format!("{origin}/{media_id}");
         let gate = self.remote.in_flight.lock().expect("remote fetches").entry(key.clone()).or_default().clone();
-        let outcome = {
-            let mut slot = gate.lock().await;
-            match &*slot {
-                Some(outcome) => outcome.clone(),
-                None => {
-                    let outcome = match self.fetch(origin, media_id, timeout).await {
+        let mut slot = gate.lock().await;
+        let outcome = match &*slot {
+            Some(outcome) => outcome.clone(),
+            None => {
+                let _done = Forget { fetches: &self.remote, key: &key, gate: &gate };
+                // A fetch that finished just before this one took the gate left the item.
+                let outcome = match self.store.media().get(origin.as_str(), media_id).await? {
+                    Some(row) if row.is_uploaded() => Ok(row),
+                    _ => match self.fetch(origin, media_id, timeout).await {
                         Ok(row) => Ok(row),
                         Err(Error::Matrix { status, kind, message }) => Err((status, kind, message)),
                         Err(other) => Err((StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, other.to_string())),
-                    };
-                    *slot = Some(outcome.clone());
-                    outcome
-                }
+                    },
+                };
+                *slot = Some(outcome.clone());
+                outcome
             }
         };
-        {
-            let mut in_flight = self.remote.in_flight.lock().expect("remote fetches");
-            // The map and this function hold the last references: nobody else is waiting.
-            if Arc::strong_count(&gate) <= 2 {
-                in_flight.remove(&key);
-            }
-        }
+        drop(slot);
         outcome.map_err(|(status, kind, message)| {
             if status == StatusCode::INTERNAL_SERVER_ERROR {
                 Error::internal(message)

@@ -61,18 +61,21 @@ impl Federation<'_> {
             .await?;
             for key in keys {
                 // A key keeps the longest validity it was ever published with; once seen as
-                // expired it stays expired at the earliest instant reported.
+                // expired it stays expired at the earliest instant reported. A key ID the
+                // server now uses for another key (it lost its key) takes the new one.
                 sqlx::query(
                     "INSERT INTO server_verify_keys (server_name, key_id, public_key, valid_until_ts, expired_ts)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (server_name, key_id) DO UPDATE SET
-                         valid_until_ts = CASE WHEN excluded.valid_until_ts > server_verify_keys.valid_until_ts
+                         public_key = excluded.public_key,
+                         valid_until_ts = CASE WHEN server_verify_keys.public_key <> excluded.public_key
+                                 OR excluded.valid_until_ts > server_verify_keys.valid_until_ts
                              THEN excluded.valid_until_ts ELSE server_verify_keys.valid_until_ts END,
-                         expired_ts = CASE WHEN server_verify_keys.expired_ts IS NULL THEN excluded.expired_ts
+                         expired_ts = CASE WHEN server_verify_keys.public_key <> excluded.public_key THEN excluded.expired_ts
+                             WHEN server_verify_keys.expired_ts IS NULL THEN excluded.expired_ts
                              WHEN excluded.expired_ts IS NULL THEN server_verify_keys.expired_ts
                              WHEN excluded.expired_ts < server_verify_keys.expired_ts THEN excluded.expired_ts
-                             ELSE server_verify_keys.expired_ts END
-                     WHERE server_verify_keys.public_key = excluded.public_key",
+                             ELSE server_verify_keys.expired_ts END",
                 )
                 .bind(&document.server_name)
                 .bind(&key.key_id)

@@ -139,7 +139,9 @@ async fn media(config: Config) -> Result<myelin_media::MediaService, String> {
 pub async fn keys_rotate(config: Config) -> Result<(), String> {
     let store = crate::server::open_store(&config).await?;
     let (old, new) = myelin_federation::rotate_signing_key(&store, &config).await.map_err(|e| e.to_string())?;
-    println!("new signing key {new}; {old} is kept as an old verify key. Restart the server to use the new key.");
+    println!(
+        "new signing key {new}; {old} is kept as an old verify key (expired now). Restart the server at once: until then it still signs with the old key."
+    );
     Ok(())
 }
 

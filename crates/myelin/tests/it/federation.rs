@@ -127,6 +127,10 @@ async fn remote_media(backend: Backend) {
     let other = upload(&a, &alice.token, b"x".repeat(10).to_vec(), Some("text/plain"), None).await;
     let legacy = b.get(&format!("/_matrix/media/v3/download/{a_name}/{other}?allow_remote=false"), None).await;
     assert_error(&legacy, 404, "M_NOT_FOUND");
+    // Nor, after the freeze, fetch for the unauthenticated endpoints what they could not serve.
+    let legacy = b.get(&format!("/_matrix/media/v3/download/{a_name}/{other}"), None).await;
+    assert_error(&legacy, 404, "M_NOT_FOUND");
+    assert!(b.services().store.media().get(&a_name, &other).await.unwrap().is_none(), "not fetched");
 
     // Thumbnails of remote media are made from the cached original.
     let thumb = format!("/_matrix/client/v1/media/thumbnail/{a_name}/{id}?width=32&height=32&method=crop");
