@@ -4,6 +4,7 @@
 pub(crate) mod client;
 mod error;
 mod federation;
+mod keys_json;
 mod media;
 mod middleware;
 mod rate_limit;

@@ -1,14 +1,14 @@
 //! End-to-end encryption keys: `/keys/upload`, `/keys/query`, `/keys/claim`, `/keys/changes`,
 //! `/keys/device_signing/upload` and `/keys/signatures/upload`.
 
-use super::{RouteRuma, rooms::raw};
-use crate::{Ruma, Services, ruma_wrapper::ApiResult};
+use super::RouteRuma;
+use crate::{Ruma, Services, keys_json, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
 use myelin_accounts::UiaFlows;
 use myelin_core::Error;
 use myelin_rooms::e2ee::{CrossSigningUpload, UploadedKey};
 use ruma::{
-    OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, UInt,
+    OneTimeKeyAlgorithm, OwnedOneTimeKeyId, OwnedUserId, UInt,
     api::client::keys::{
         claim_keys::v3 as claim_keys, get_key_changes::v3 as get_key_changes, get_keys::v3 as get_keys,
         upload_keys::v3 as upload_keys, upload_signatures::v3 as upload_signatures,
@@ -62,32 +62,14 @@ async fn query(
     request: Ruma<get_keys::Request>,
 ) -> ApiResult<get_keys::Response> {
     let identity = request.identity()?;
-    let wanted: BTreeMap<String, Vec<String>> = request
-        .body
-        .device_keys
-        .iter()
-        .map(|(user, devices)| (user.to_string(), devices.iter().map(ToString::to_string).collect()))
-        .collect();
+    let wanted = keys_json::wanted_devices(&request.body.device_keys);
     let keys = services.rooms.query_keys(Some(&identity.user_id), &wanted).await?;
     let mut response = get_keys::Response::new();
     response.failures = keys.failures;
-    for (user, devices) in keys.device_keys {
-        let user = user_id(&user)?;
-        let mut out = BTreeMap::new();
-        for (device, json) in devices {
-            out.insert(OwnedDeviceId::from(device), raw(&json)?);
-        }
-        response.device_keys.insert(user, out);
-    }
-    for (from, to) in [
-        (keys.master_keys, &mut response.master_keys),
-        (keys.self_signing_keys, &mut response.self_signing_keys),
-        (keys.user_signing_keys, &mut response.user_signing_keys),
-    ] {
-        for (user, json) in from {
-            to.insert(user_id(&user)?, raw(&json)?);
-        }
-    }
+    response.device_keys = keys_json::device_keys(keys.device_keys)?;
+    response.master_keys = keys_json::user_keys(keys.master_keys)?;
+    response.self_signing_keys = keys_json::user_keys(keys.self_signing_keys)?;
+    response.user_signing_keys = keys_json::user_keys(keys.user_signing_keys)?;
     Ok(response.into())
 }
 
@@ -101,29 +83,9 @@ async fn claim(
     request: Ruma<claim_keys::Request>,
 ) -> ApiResult<claim_keys::Response> {
     request.identity()?;
-    let wanted: BTreeMap<String, BTreeMap<String, String>> = request
-        .body
-        .one_time_keys
-        .iter()
-        .map(|(user, devices)| {
-            (user.to_string(), devices.iter().map(|(d, a)| (d.to_string(), a.to_string())).collect())
-        })
-        .collect();
+    let wanted = keys_json::wanted_claims(&request.body.one_time_keys);
     let (claimed, failures) = services.rooms.claim_keys(&wanted, false).await?;
-    let mut one_time_keys = BTreeMap::new();
-    for (user, devices) in claimed {
-        let mut out = BTreeMap::new();
-        for (device, keys) in devices {
-            let mut device_keys = BTreeMap::new();
-            for (key_id, json) in keys {
-                let key_id = OwnedOneTimeKeyId::try_from(key_id.as_str()).map_err(Error::internal)?;
-                device_keys.insert(key_id, raw(&json)?);
-            }
-            out.insert(OwnedDeviceId::from(device), device_keys);
-        }
-        one_time_keys.insert(user_id(&user)?, out);
-    }
-    let mut response = claim_keys::Response::new(one_time_keys);
+    let mut response = claim_keys::Response::new(keys_json::claimed(claimed)?);
     response.failures = failures;
     Ok(response.into())
 }

@@ -5,11 +5,11 @@
 //! (`/_matrix/federation/v1/openid/userinfo`).
 
 use super::Federated;
-use crate::{ApiError, Services, client::RouteRuma, client::rooms::raw, ruma_wrapper::ApiResult};
+use crate::{ApiError, Services, client::RouteRuma, client::rooms::raw, keys_json, ruma_wrapper::ApiResult};
 use axum::{Router, extract::State};
 use myelin_core::Error;
 use ruma::{
-    OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, UInt, UserId,
+    OwnedDeviceId, UInt, UserId,
     api::federation::{
         device::get_devices::v1 as devices,
         directory::{get_public_rooms::v1 as public_rooms, get_public_rooms_filtered::v1 as public_rooms_filtered},
@@ -19,7 +19,7 @@ use ruma::{
     },
     profile::{ProfileFieldName, UserProfile},
 };
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     router
@@ -47,10 +47,6 @@ fn local_user(services: &Services, user: &UserId) -> Result<(), ApiError> {
         return Err(Error::not_found(format!("{user} is not a user of this server")).into());
     }
     Ok(())
-}
-
-fn user_id(user: &str) -> Result<OwnedUserId, Error> {
-    OwnedUserId::try_from(user).map_err(Error::internal)
 }
 
 /// `GET /_matrix/federation/v1/query/profile`
@@ -113,28 +109,10 @@ async fn post_query_keys(
     State(services): State<Arc<Services>>,
     request: Federated<query_keys::Request>,
 ) -> ApiResult<query_keys::Response> {
-    let wanted: BTreeMap<String, Vec<String>> = request
-        .body
-        .device_keys
-        .iter()
-        .map(|(user, devices)| (user.to_string(), devices.iter().map(ToString::to_string).collect()))
-        .collect();
-    let keys = services.rooms.query_keys(None, &wanted).await?;
-    let mut response = query_keys::Response::new(BTreeMap::new());
-    for (user, devices) in keys.device_keys {
-        let devices = devices
-            .iter()
-            .map(|(device, json)| Ok((OwnedDeviceId::from(device.as_str()), raw(json)?)))
-            .collect::<Result<_, Error>>()?;
-        response.device_keys.insert(user_id(&user)?, devices);
-    }
-    for (from, to) in
-        [(keys.master_keys, &mut response.master_keys), (keys.self_signing_keys, &mut response.self_signing_keys)]
-    {
-        for (user, json) in from {
-            to.insert(user_id(&user)?, raw(&json)?);
-        }
-    }
+    let keys = services.rooms.query_keys(None, &keys_json::wanted_devices(&request.body.device_keys)).await?;
+    let mut response = query_keys::Response::new(keys_json::device_keys(keys.device_keys)?);
+    response.master_keys = keys_json::user_keys(keys.master_keys)?;
+    response.self_signing_keys = keys_json::user_keys(keys.self_signing_keys)?;
     Ok(response.into())
 }
 
@@ -143,28 +121,8 @@ async fn post_claim_keys(
     State(services): State<Arc<Services>>,
     request: Federated<claim_keys::Request>,
 ) -> ApiResult<claim_keys::Response> {
-    let wanted: BTreeMap<String, BTreeMap<String, String>> = request
-        .body
-        .one_time_keys
-        .iter()
-        .map(|(user, devices)| {
-            (user.to_string(), devices.iter().map(|(d, a)| (d.to_string(), a.to_string())).collect())
-        })
-        .collect();
-    let (claimed, _) = services.rooms.claim_keys(&wanted, true).await?;
-    let mut one_time_keys = BTreeMap::new();
-    for (user, devices) in claimed {
-        let mut out = BTreeMap::new();
-        for (device, keys) in devices {
-            let keys = keys
-                .iter()
-                .map(|(id, json)| Ok((OwnedOneTimeKeyId::try_from(id.as_str()).map_err(Error::internal)?, raw(json)?)))
-                .collect::<Result<_, Error>>()?;
-            out.insert(OwnedDeviceId::from(device), keys);
-        }
-        one_time_keys.insert(user_id(&user)?, out);
-    }
-    Ok(claim_keys::Response::new(one_time_keys).into())
+    let (claimed, _) = services.rooms.claim_keys(&keys_json::wanted_claims(&request.body.one_time_keys), true).await?;
+    Ok(claim_keys::Response::new(keys_json::claimed(claimed)?).into())
 }
 
 fn page_limit(limit: Option<UInt>) -> Option<usize> {
