@@ -58,7 +58,9 @@ impl From<FederationError> for myelin_core::Error {
         use http::StatusCode;
         use myelin_core::{Error, ErrorKind};
         match error {
-            FederationError::Disabled | FederationError::Forbidden(_) => Error::forbidden(error.to_string()),
+            // Nothing of another server can be found here.
+            FederationError::Disabled => Error::not_found(error.to_string()),
+            FederationError::Forbidden(_) => Error::forbidden(error.to_string()),
             FederationError::Refused { status: 404, .. } => Error::not_found(error.to_string()),
             FederationError::BackingOff { .. }
             | FederationError::Unreachable { .. }
