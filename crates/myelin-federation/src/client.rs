@@ -274,11 +274,6 @@ impl FederationClient {
         })
     }
 
-    /// Whether federation is on (`federation.enabled`).
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Whether this server talks to `server` at all (domain allow- and denylists).
     pub fn may_talk_to(&self, server: &ServerName) -> bool {
         let host = server.host();

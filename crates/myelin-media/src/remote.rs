@@ -91,9 +91,6 @@ impl MediaService {
                 {
                     return Err(not_found());
                 }
-                if !self.federation.enabled() {
-                    return Err(Error::not_found("Media not found (federation is disabled on this server)"));
-                }
                 self.fetch_shared(origin, media_id, timeout).await?
             }
         };
