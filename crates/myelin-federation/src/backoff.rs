@@ -10,6 +10,8 @@ use std::{collections::HashMap, sync::Mutex};
 const FIRST_WAIT_MS: i64 = 10_000;
 /// The longest wait between attempts.
 const MAX_WAIT_MS: i64 = 3_600_000;
+/// A destination whose wait ended this long ago is forgotten.
+const STALE_AFTER_MS: i64 = 24 * 3_600_000;
 
 pub struct Backoff {
     store: Store,
@@ -60,6 +62,14 @@ impl Backoff {
         if let Err(e) = self.store.federation().set_backoff(&row).await {
             tracing::warn!("storing the backoff of {destination}: {e}");
         }
+    }
+
+    /// Forgets destinations whose wait ended over a day ago: a server name that failed once and
+    /// was never asked for again (a typo, a name made up by someone probing) is not kept.
+    pub async fn purge_stale(&self) -> myelin_core::Result<u64> {
+        let before = now_ms() - STALE_AFTER_MS;
+        self.state.lock().expect("backoff lock").retain(|_, row| row.retry_after_ts >= before);
+        Ok(self.store.federation().purge_backoffs(before).await?)
     }
 
     pub async fn succeeded(&self, destination: &str) {

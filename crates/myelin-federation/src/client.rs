@@ -174,16 +174,26 @@ fn denied_address(policy: &IpPolicy, url: &Url) -> bool {
     }
 }
 
-/// Reads at most `limit` bytes of a response body.
+/// The longest reading a JSON answer may take, however steadily it trickles in: the client's
+/// timeout is per read, so without this a peer sending a byte now and then holds the request
+/// (and whoever waits on it) for ever.
+const BODY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Reads at most `limit` bytes of a response body, within `BODY_DEADLINE`.
 pub async fn read_limited(mut response: Response, limit: usize) -> Result<Bytes, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("the answer is larger than {limit} bytes"));
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > limit {
+                return Err(format!("the answer is larger than {limit} bytes"));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.into())
+        Ok(Bytes::from(body))
+    };
+    tokio::time::timeout(BODY_DEADLINE, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("the answer took longer than {} s", BODY_DEADLINE.as_secs())))
 }
 
 pub struct FederationClient {
@@ -272,6 +282,11 @@ impl FederationClient {
             allowlist: fed.domain_allowlist.clone(),
             denylist: fed.domain_denylist.clone(),
         })
+    }
+
+    /// Housekeeping: forgets destinations that failed long ago and were not asked for since.
+    pub async fn purge_stale_backoffs(&self) -> myelin_core::Result<u64> {
+        self.backoff.purge_stale().await
     }
 
     /// Whether this server talks to `server` at all (domain allow- and denylists).

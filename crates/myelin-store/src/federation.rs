@@ -166,6 +166,17 @@ impl Federation<'_> {
         Ok(())
     }
 
+    /// Forgets destinations whose wait ended before `before_ts` (nobody has tried them since).
+    pub async fn purge_backoffs(&self, before_ts: i64) -> Result<u64> {
+        Ok(on_db!(self.0, write, |pool| {
+            sqlx::query("DELETE FROM destination_backoff WHERE retry_after_ts < $1")
+                .bind(before_ts)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
     /// Forgets a destination's failures (it answered).
     pub async fn clear_backoff(&self, destination: &str) -> Result<()> {
         on_db!(self.0, write, |pool| {

@@ -1,8 +1,8 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
 use myelin_store::{
-    ConnectOptions, Error, NewAccessToken, NewEvent, NewRegistration, NewRoom, RegistrationToken, StateMap, Store,
-    UiaSession, testing,
+    BackoffRow, ConnectOptions, Error, KeyDocumentRow, NewAccessToken, NewEvent, NewRegistration, NewRoom,
+    RegistrationToken, StateMap, Store, UiaSession, VerifyKeyRow, testing,
 };
 
 /// A store on a fresh database of the given backend, dropped with the guard.
@@ -55,6 +55,7 @@ conformance!(
     room_state_snapshots_and_deltas,
     events_txns_and_memberships,
     concurrent_messages_commit_together_and_fail_alone,
+    federation_keys_and_backoff,
 );
 
 fn token(hash: &str, user: &str, device: &str, refresh: Option<&str>) -> NewAccessToken {
@@ -349,4 +350,43 @@ async fn concurrent_messages_commit_together_and_fail_alone(t: TestStore) {
         assert_eq!(rooms.forward_extremities(&m.room_id).await.unwrap(), vec![m.event_id.clone()]);
     }
     assert!(rooms.event("$again").await.unwrap().is_none());
+}
+
+async fn federation_keys_and_backoff(t: TestStore) {
+    let federation = t.store.federation();
+    let document = |valid_until_ts| KeyDocumentRow {
+        server_name: "other.example".into(),
+        document: format!("{{\"valid_until_ts\":{valid_until_ts}}}"),
+        valid_until_ts,
+        fetched_ts: 1,
+    };
+    let key = |public: &str, valid_until_ts, expired_ts| VerifyKeyRow {
+        key_id: "ed25519:a".into(),
+        public_key: public.into(),
+        valid_until_ts,
+        expired_ts,
+    };
+    federation.save_server_keys(&document(100), &[key("K1", 100, None)]).await.unwrap();
+    // An older document neither replaces the stored one nor shortens the key's validity.
+    federation.save_server_keys(&document(50), &[key("K1", 50, None)]).await.unwrap();
+    assert_eq!(federation.key_document("other.example").await.unwrap().unwrap().valid_until_ts, 100);
+    assert_eq!(federation.verify_keys("other.example").await.unwrap(), vec![key("K1", 100, None)]);
+    // Seen as expired, it stays expired; the same ID for another key takes the new key.
+    federation.save_server_keys(&document(200), &[key("K1", 200, Some(150))]).await.unwrap();
+    assert_eq!(federation.verify_keys("other.example").await.unwrap(), vec![key("K1", 200, Some(150))]);
+    federation.save_server_keys(&document(300), &[key("K2", 300, None)]).await.unwrap();
+    assert_eq!(federation.verify_keys("other.example").await.unwrap(), vec![key("K2", 300, None)]);
+
+    let backoff = |destination: &str, retry_after_ts| BackoffRow {
+        destination: destination.into(),
+        failures: 2,
+        retry_after_ts,
+        last_error: "refused".into(),
+    };
+    federation.set_backoff(&backoff("old.example", 10)).await.unwrap();
+    federation.set_backoff(&backoff("new.example", 1_000)).await.unwrap();
+    assert_eq!(federation.purge_backoffs(500).await.unwrap(), 1);
+    assert_eq!(federation.backoffs().await.unwrap(), vec![backoff("new.example", 1_000)]);
+    federation.clear_backoff("new.example").await.unwrap();
+    assert!(federation.backoffs().await.unwrap().is_empty());
 }

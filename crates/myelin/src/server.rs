@@ -109,7 +109,7 @@ impl RunningServer {
     }
 }
 
-/// Periodic clean-up of expired UIA sessions and access tokens.
+/// Periodic clean-up: expired UIA sessions and tokens, pending uploads, stale backoffs.
 async fn housekeeping(services: Arc<Services>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
     loop {
@@ -119,6 +119,9 @@ async fn housekeeping(services: Arc<Services>) {
         }
         if let Err(e) = services.media.purge_expired_pending().await {
             tracing::warn!("housekeeping (media): {e}");
+        }
+        if let Err(e) = services.federation.client.purge_stale_backoffs().await {
+            tracing::warn!("housekeeping (federation): {e}");
         }
     }
 }
