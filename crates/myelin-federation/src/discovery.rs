@@ -17,6 +17,8 @@ use std::{
 pub const DEFAULT_PORT: u16 = 8448;
 /// How long a failed or missing `.well-known` is remembered.
 const WELL_KNOWN_ERROR_TTL: Duration = Duration::from_secs(3600);
+/// Past this many cached names, expired ones are dropped before another is added.
+const MAX_CACHED: usize = 1024;
 /// How long a discovery that needed no lookup, or found no SRV record, is remembered.
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -95,10 +97,13 @@ impl Discovery {
         }
         let (destination, ttl) = self.discover(server_name.as_str()).await;
         tracing::debug!(%server_name, ?destination, "resolved federation destination");
-        self.cache
-            .lock()
-            .expect("discovery cache")
-            .insert(server_name.to_string(), (destination.clone(), Instant::now() + ttl));
+        let mut cache = self.cache.lock().expect("discovery cache");
+        // Names come from anyone (a user ID, an X-Matrix origin): expired ones must not pile up.
+        if cache.len() >= MAX_CACHED {
+            let now = Instant::now();
+            cache.retain(|_, (_, until)| *until > now);
+        }
+        cache.insert(server_name.to_string(), (destination.clone(), Instant::now() + ttl));
         destination
     }
 
