@@ -178,7 +178,7 @@ def synapse_peer(certificates):
                                     certificates.private_key, certificates.ca)
     # INFO: the log then shows every request, federation ones included. The first start
     # also runs Synapse's background database updates: hence the long timeout.
-    hs = synapse.Synapse(federation=federation, log_level="INFO", timeout=180,
+    hs = synapse.Synapse(federation=federation, log_level="INFO", timeout=180, keep_dir=bool(os.environ.get("KEEP_SYNAPSE")),
                          extra_config={"dynamic_thumbnails": True})
     SERVER_LOGS["synapse_peer"] = {"Synapse log (end)": hs.log_file,
                                    "Synapse stdout/stderr (end)": hs.stdio_file}
@@ -233,7 +233,7 @@ def myelin_peer(certificates):
     hs = None
     try:
         hs = myelin.Myelin(binary, port=port, workdir=workdir, config=config, timeout=60,
-                           extra_env={"RUST_LOG": "info", "NO_COLOR": "1"})
+                           extra_env={"RUST_LOG": "info,ruma_state_res=warn", "NO_COLOR": "1"})
         user = synapse.register_user(hs.base_url, "fed_myelin_" + secrets.token_hex(4), PASSWORD)
         yield Peer("Myelin", hs.base_url, f"localhost:{federation_port}", user["access_token"])
     finally:
@@ -385,3 +385,111 @@ def test_device_keys_over_federation(peers, origin, via):
     found = answer.json()
     assert not found.get("failures"), found
     assert found["device_keys"][user][device]["keys"] == keys["keys"], found
+
+
+# --- rooms across servers ----------------------------------------------------------------
+
+def wait_for(what: str, check, timeout: float = 60.0):
+    """Polls `check` until it returns something truthy; fails after `timeout` seconds."""
+    import time
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})", pytrace=False)
+
+
+def send_text(peer: Peer, room: str, body: str) -> str:
+    txn = secrets.token_hex(8)
+    answer = post_json(peer, f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/{txn}",
+                       {"msgtype": "m.text", "body": body}, "PUT")
+    assert answer.status == 200, f"{peer.name} sending: {describe(answer)}"
+    return answer.json()["event_id"]
+
+
+def synced_bodies(peer: Peer, room: str) -> list[str]:
+    """The text bodies of the room's timeline in a fresh /sync of `peer`'s user."""
+    # A filter of its own each time: Synapse answers identical initial syncs from a cache
+    # for a while, which would hide what arrived since.
+    fresh = {"not_types": [f"interop.nonce.{secrets.token_hex(4)}"]}
+    sync_filter = urllib.parse.quote(json.dumps({"room": {"timeline": {"limit": 50}}, "presence": fresh}))
+    answer = fetch(f"{peer.base_url}/_matrix/client/v3/sync?filter={sync_filter}", token=peer.token)
+    assert answer.status == 200, describe(answer)
+    joined = answer.json().get("rooms", {}).get("join", {})
+    events = joined.get(room, {}).get("timeline", {}).get("events", [])
+    return [e["content"].get("body") for e in events if e.get("type") == "m.room.message"]
+
+
+def joined_members(peer: Peer, room: str) -> set[str]:
+    answer = fetch(f"{peer.base_url}/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/joined_members",
+                   token=peer.token)
+    return set(answer.json().get("joined", {})) if answer.status == 200 else set()
+
+
+# The room lives on the first server; the second one's user joins it.
+ROOM_DIRECTIONS = [pytest.param("myelin", "synapse", id="synapse-user-joins-myelin-room"),
+                   pytest.param("synapse", "myelin", id="myelin-user-joins-synapse-room")]
+
+
+@pytest.mark.parametrize("host, guest", ROOM_DIRECTIONS)
+def test_room_across_servers(peers, host, guest):
+    host, guest = peers[host], peers[guest]
+    host_user, guest_user = whoami(host), whoami(guest)
+    name = f"Room on {host.name} {secrets.token_hex(3)}"
+    # Room version 10, v1.11's default: Synapse's own default is now 12, beyond Matrix v1.11
+    # and so beyond what Myelin implements.
+    answer = post_json(host, "/_matrix/client/v3/createRoom",
+                       {"preset": "public_chat", "name": name, "room_version": "10"})
+    assert answer.status == 200, describe(answer)
+    room = answer.json()["room_id"]
+    send_text(host, room, "before the guest")
+
+    answer = post_json(guest, f"/_matrix/client/v3/join/{urllib.parse.quote(room)}?via={host.server_name}", {})
+    assert answer.status == 200, f"{guest.name} joining {host.name}'s room: {describe(answer)}"
+    assert answer.json()["room_id"] == room
+    wait_for(f"{host.name} to see the join", lambda: guest_user in joined_members(host, room))
+    assert {host_user, guest_user} <= joined_members(guest, room)
+    answer = fetch(f"{guest.base_url}/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/state/m.room.name/",
+                   token=guest.token)
+    assert answer.status == 200 and answer.json()["name"] == name, describe(answer)
+
+    from_host, from_guest = f"hello from {host.name}", f"hello from {guest.name}"
+    send_text(host, room, from_host)
+    wait_for(f"{guest.name}'s /sync to show {host.name}'s message",
+             lambda: from_host in synced_bodies(guest, room))
+    send_text(guest, room, from_guest)
+    wait_for(f"{host.name}'s /sync to show {guest.name}'s message",
+             lambda: from_guest in synced_bodies(host, room))
+    # The same order on both sides.
+    on_host = [b for b in synced_bodies(host, room) if b in (from_host, from_guest)]
+    on_guest = [b for b in synced_bodies(guest, room) if b in (from_host, from_guest)]
+    assert on_host == on_guest == [from_host, from_guest], (on_host, on_guest)
+
+    answer = post_json(guest, f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/leave", {})
+    assert answer.status == 200, describe(answer)
+    wait_for(f"{host.name} to see the leave", lambda: guest_user not in joined_members(host, room))
+
+
+@pytest.mark.parametrize("host, guest", ROOM_DIRECTIONS)
+def test_invite_across_servers(peers, host, guest):
+    host, guest = peers[host], peers[guest]
+    guest_user = whoami(guest)
+    answer = post_json(host, "/_matrix/client/v3/createRoom",
+                       {"preset": "private_chat", "name": "Invite only", "invite": [guest_user],
+                        "room_version": "10"})
+    assert answer.status == 200, f"{host.name} inviting {guest.name}'s user: {describe(answer)}"
+    room = answer.json()["room_id"]
+
+    def invited():
+        answer = fetch(f"{guest.base_url}/_matrix/client/v3/sync", token=guest.token)
+        return answer.json().get("rooms", {}).get("invite", {}).get(room)
+
+    invite = wait_for(f"{guest.name}'s /sync to show the invite", invited)
+    kinds = {e["type"] for e in invite["invite_state"]["events"]}
+    assert "m.room.member" in kinds, invite
+    answer = post_json(guest, f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/join", {})
+    assert answer.status == 200, f"{guest.name} accepting: {describe(answer)}"
+    wait_for(f"{host.name} to see the join", lambda: guest_user in joined_members(host, room))

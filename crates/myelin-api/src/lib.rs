@@ -38,9 +38,9 @@ pub struct Services {
 impl Services {
     pub async fn new(config: Arc<Config>, store: Store) -> myelin_core::Result<Arc<Self>> {
         let federation = Arc::new(Federation::new(store.clone(), &config).await?);
-        let rooms =
-            RoomService::new(store.clone(), config.clone(), federation.signing_key(), federation.client.clone())?;
+        let rooms = RoomService::new(store.clone(), config.clone(), federation.signing_key(), federation.clone())?;
         rooms.start().await?;
+        federation.sender.start().await?;
         Ok(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone()),
             media: MediaService::new(store.clone(), config.clone(), federation.client.clone()).await?,

@@ -62,6 +62,8 @@ impl From<FederationError> for myelin_core::Error {
             FederationError::Disabled => Error::not_found(error.to_string()),
             FederationError::Forbidden(_) => Error::forbidden(error.to_string()),
             FederationError::Refused { status: 404, .. } => Error::not_found(error.to_string()),
+            // The other server's rules said no (a join to a private room): so do we.
+            FederationError::Refused { status: 403, .. } => Error::forbidden(error.to_string()),
             FederationError::BackingOff { .. }
             | FederationError::Unreachable { .. }
             | FederationError::Refused { .. } => {
@@ -285,6 +287,18 @@ impl FederationClient {
     }
 
     /// Housekeeping: forgets destinations that failed long ago and were not asked for since.
+    /// `server` just made a signed request to us: it is up, so it is not backed off any more
+    /// (as Synapse does; a server back from an outage is caught up at once).
+    pub async fn heard_from(&self, server: &ServerName) {
+        if self.backoff.retry_after(server.as_str()).is_some() {
+            self.backoff.succeeded(server.as_str()).await;
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     pub async fn purge_stale_backoffs(&self) -> myelin_core::Result<u64> {
         self.backoff.purge_stale().await
     }

@@ -7,12 +7,14 @@ pub mod backoff;
 pub mod client;
 pub mod discovery;
 mod ip_policy;
+pub mod sender;
 pub mod server_keys;
 pub mod signing_key;
 pub mod tls;
 
 pub use client::{FederationClient, FederationError};
 pub use ip_policy::IpPolicy;
+pub use sender::Sender;
 pub use server_keys::ServerKeys;
 pub use signing_key::SigningKey;
 
@@ -23,6 +25,8 @@ use std::{sync::Arc, time::Duration};
 pub struct Federation {
     pub client: Arc<FederationClient>,
     pub keys: ServerKeys,
+    /// The outbound queue of PDUs and EDUs.
+    pub sender: Arc<Sender>,
     key: Arc<SigningKey>,
 }
 
@@ -39,7 +43,7 @@ impl Federation {
             .filter_map(|s| ruma::OwnedServerName::try_from(s.as_str()).ok())
             .collect();
         let keys = ServerKeys::new(
-            store,
+            store.clone(),
             config.server_name.clone(),
             key.clone(),
             Duration::from_secs(config.federation.key_validity_secs),
@@ -47,7 +51,8 @@ impl Federation {
             client.clone(),
         )
         .await?;
-        Ok(Federation { client, keys, key })
+        let sender = Sender::new(store.clone(), client.clone(), config.server_name.clone());
+        Ok(Federation { client, keys, sender, key })
     }
 
     pub fn signing_key(&self) -> Arc<SigningKey> {

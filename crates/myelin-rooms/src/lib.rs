@@ -8,6 +8,7 @@ mod cache;
 mod changes;
 mod create;
 pub mod e2ee;
+mod federation;
 mod membership;
 mod notifications;
 pub mod pdu;
@@ -24,6 +25,7 @@ mod typing;
 mod upgrade;
 
 pub use create::{DEFAULT_ROOM_VERSION, supported_room_versions};
+pub use federation::{JoinTemplate, PduResults, SendJoinAnswer};
 pub use membership::MembershipChange;
 pub use notifications::{Notification, UnreadCounts};
 pub use public::DirectoryPage;

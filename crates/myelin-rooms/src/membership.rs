@@ -3,7 +3,7 @@
 
 use crate::{pdu::EventContent, service::RoomService};
 use myelin_core::{Error, Result};
-use ruma::{OwnedEventId, OwnedRoomId, RoomAliasId, RoomId, RoomOrAliasId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomOrAliasId, UserId};
 use serde_json::{Value, json};
 
 /// What a membership change does.
@@ -35,8 +35,42 @@ impl RoomService {
         RoomId::parse(room_id).map_err(Error::internal)
     }
 
-    /// The user joins the room (or updates their member event when joined already).
-    pub async fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<OwnedEventId> {
+    /// A room ID or alias as a room ID, with the servers that may know the room (an alias of
+    /// another server is asked there).
+    pub async fn resolve_room_and_servers(&self, room: &RoomOrAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+        let alias = match <&RoomId>::try_from(room) {
+            Ok(room_id) => return Ok((room_id.to_owned(), Vec::new())),
+            Err(alias) => alias,
+        };
+        if alias.server_name() == self.config.server_name {
+            return Ok((self.resolve_alias(alias).await?, Vec::new()));
+        }
+        let request = ruma::api::federation::query::get_room_information::v1::Request::new(alias.to_owned());
+        let answer = self.federation.client.send(alias.server_name(), request).await?;
+        Ok((answer.room_id, answer.servers))
+    }
+
+    /// The user joins the room (or updates their member event when joined already). A room
+    /// this server is not in is joined through `via` (or the server of a pending invite).
+    pub async fn join(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+        via: &[OwnedServerName],
+    ) -> Result<OwnedEventId> {
+        if !self.is_resident(room_id).await? {
+            let mut servers = via.to_vec();
+            if let Some(invite) = self.store.federation().remote_invite(room_id.as_str(), user.as_str()).await?
+                && let Some(pdu) = self.pdus(std::slice::from_ref(&invite.event_id)).await?.into_values().next()
+            {
+                servers.push(pdu.sender.server_name().to_owned());
+            }
+            let remote_room = room_id.server_name().is_some_and(|s| s != self.config.server_name);
+            if !servers.is_empty() || remote_room || self.room(room_id).await?.is_none() {
+                return self.join_remote(user, room_id, &servers, reason).await;
+            }
+        }
         let room = self.known_room(room_id).await?;
         let _lock = self.lock(room_id).await;
         let mut content = self.member_content_with_profile(user, "join").await?;
@@ -51,7 +85,11 @@ impl RoomService {
     /// For a restricted room (versions 8+) that the user is not invited to: a local member who
     /// may invite, vouching for the join, once the user is shown to be in one of the rooms the
     /// join rules allow. None when the room is not restricted (or the user is invited or in it).
-    async fn restricted_join_authoriser(&self, room: &crate::RoomInfo, user: &UserId) -> Result<Option<String>> {
+    pub(crate) async fn restricted_join_authoriser(
+        &self,
+        room: &crate::RoomInfo,
+        user: &UserId,
+    ) -> Result<Option<String>> {
         if !room.rules.authorization.restricted_join_rule {
             return Ok(None);
         }
@@ -117,6 +155,14 @@ impl RoomService {
         change: MembershipChange,
         reason: Option<&str>,
     ) -> Result<OwnedEventId> {
+        // Declining an invite to a room this server is not in: through the inviting server.
+        if change == MembershipChange::Leave
+            && sender == target
+            && !self.is_resident(room_id).await?
+            && let Some(event_id) = self.reject_remote_invite(sender, room_id).await?
+        {
+            return Ok(event_id);
+        }
         let room = self.known_room(room_id).await?;
         let _lock = self.lock(room_id).await;
         let current = self.store.rooms().membership(room_id.as_str(), target.as_str()).await?;

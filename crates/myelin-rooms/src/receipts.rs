@@ -18,6 +18,22 @@ impl RoomService {
         event_id: &EventId,
         thread: Option<&str>,
     ) -> Result<()> {
+        self.set_receipt_inner(user, room_id, receipt_type, event_id, thread).await?;
+        if receipt_type == "m.read" {
+            self.send_receipt_edu(user, room_id, event_id, thread, now_ms()).await;
+        }
+        Ok(())
+    }
+
+    /// A receipt of any joined user, without telling other servers.
+    pub(crate) async fn set_receipt_inner(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        receipt_type: &str,
+        event_id: &EventId,
+        thread: Option<&str>,
+    ) -> Result<()> {
         if !matches!(receipt_type, "m.read" | "m.read.private") {
             return Err(Error::invalid_param(format!("unknown receipt type {receipt_type}")));
         }

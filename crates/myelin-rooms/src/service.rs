@@ -7,7 +7,7 @@ use crate::{
     pdu::{self, BuildArgs, EventContent, Pdu},
 };
 use myelin_core::{Config, Error, Result, util::now_ms};
-use myelin_federation::{FederationClient, SigningKey};
+use myelin_federation::{Federation, SigningKey};
 use myelin_store::{EventRow, StateMap, Store};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UInt, UserId,
@@ -25,8 +25,11 @@ pub struct RoomService {
     pub(crate) store: Store,
     pub(crate) config: Arc<Config>,
     pub(crate) key: Arc<SigningKey>,
-    /// Requests to other servers (remote users' keys).
-    pub(crate) federation: Arc<FederationClient>,
+    /// Other servers: requests, their keys, the outbound queue.
+    pub(crate) federation: Arc<Federation>,
+    /// The other servers with members joined to each room (where its events go); dropped at
+    /// the room's next membership event.
+    pub(crate) servers: Mutex<HashMap<OwnedRoomId, Arc<Vec<ruma::OwnedServerName>>>>,
     /// One lock per room: events of a room are built one after the other, each on the last.
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// What the next event of each room builds on, kept from the last one (see `RoomHead`).
@@ -77,12 +80,12 @@ enum HeadSlot {
 /// process per database until the scale-out work moves the lock to PostgreSQL), so the copy
 /// in memory is the truth; it is dropped whenever a write fails, and rebuilt from the store.
 #[derive(Debug, Clone)]
-struct RoomHead {
+pub(crate) struct RoomHead {
     /// (event ID, reference hash; the hash only in room versions 1 and 2).
-    prev_events: Vec<(OwnedEventId, String)>,
-    depth: i64,
-    state_group: Option<i64>,
-    state: Arc<StateMap>,
+    pub(crate) prev_events: Vec<(OwnedEventId, String)>,
+    pub(crate) depth: i64,
+    pub(crate) state_group: Option<i64>,
+    pub(crate) state: Arc<StateMap>,
 }
 
 /// The state cache's budget in state entries (all cached groups' entries together; a group of
@@ -108,17 +111,13 @@ pub struct Txn {
 }
 
 impl RoomService {
-    pub fn new(
-        store: Store,
-        config: Arc<Config>,
-        key: Arc<SigningKey>,
-        federation: Arc<FederationClient>,
-    ) -> Result<Self> {
+    pub fn new(store: Store, config: Arc<Config>, key: Arc<SigningKey>, federation: Arc<Federation>) -> Result<Self> {
         Ok(RoomService {
             store,
             config,
             key,
             federation,
+            servers: Mutex::default(),
             locks: Mutex::default(),
             heads: Arc::default(),
             infos: Mutex::default(),
@@ -209,7 +208,7 @@ impl RoomService {
     }
 
     /// The room's head from memory, or rebuilt from its forward extremities in the store.
-    async fn head(&self, room: &RoomInfo) -> Result<RoomHead> {
+    pub(crate) async fn head(&self, room: &RoomInfo) -> Result<RoomHead> {
         loop {
             let slot = lock_map(&self.heads).get(&room.room_id).cloned();
             match slot {
@@ -224,11 +223,17 @@ impl RoomService {
         let prev_rows = rooms.events(&extremities).await?;
         // With one extremity (always, while rooms are local) the state before the new event
         // is the state after it. Several extremities need state resolution: federation.
-        let latest = prev_rows.iter().max_by_key(|row| row.stream_ordering);
-        let state_group = latest.map(|row| row.state_after);
-        let state = match state_group {
-            Some(group) => self.state_at(group).await?,
-            None => Arc::new(StateMap::new()),
+        // With several (a remote event on a fork), the room's current state is their resolved
+        // state (kept so by `persist_remote`): written as a group for the next event to follow.
+        let (state_group, state) = if prev_rows.len() > 1 {
+            let state = rooms.current_state(room.room_id.as_str()).await?;
+            let group = rooms.save_state_group(room.room_id.as_str(), &state).await?;
+            (Some(group), Arc::new(state))
+        } else {
+            match prev_rows.first() {
+                Some(row) => (Some(row.state_after), self.state_at(row.state_after).await?),
+                None => (None, Arc::new(StateMap::new())),
+            }
         };
         let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
         let mut prev_events = Vec::with_capacity(prev_rows.len());
@@ -257,9 +262,34 @@ impl RoomService {
         Ok(Some((row, pdu)))
     }
 
+    /// Parsed events by ID, timeline events and outliers alike (those that exist).
     pub(crate) async fn pdus(&self, event_ids: &[String]) -> Result<HashMap<String, Pdu>> {
-        let rows = self.store.rooms().events(event_ids).await?;
-        rows.into_iter().map(|row| Ok((row.event_id.clone(), Pdu::from_stored(&row.event_id, &row.json)?))).collect()
+        let rows = self.store.rooms().pdu_jsons(event_ids).await?;
+        rows.into_iter().map(|(id, _, json)| Ok((id.clone(), Pdu::from_stored(&id, &json)?))).collect()
+    }
+
+    /// Outliers (events known but not in the timeline) as event rows: no stream position, and
+    /// no state group of their own.
+    pub(crate) async fn outlier_rows(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
+        let rows = self.store.rooms().pdu_jsons(event_ids).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (event_id, room_id, json) in rows {
+            let pdu = Pdu::from_stored(&event_id, &json)?;
+            out.push(EventRow {
+                event_id,
+                room_id,
+                stream_ordering: 0,
+                depth: pdu.depth,
+                event_type: pdu.kind.to_string(),
+                state_key: pdu.state_key.clone(),
+                sender: pdu.sender.to_string(),
+                origin_server_ts: i64::from(pdu.origin_server_ts.0),
+                state_before: 0,
+                state_after: 0,
+                json,
+            });
+        }
+        Ok(out)
     }
 
     /// The event currently holding a state key.
@@ -273,6 +303,39 @@ impl RoomService {
             return Ok(None);
         };
         Ok(self.pdu(&id).await?.map(|(_, pdu)| pdu))
+    }
+
+    /// The auth events of a new event (the state keys the rules name for it, in `state`),
+    /// as referenced in the room's version (with reference hashes in versions 1 and 2), and
+    /// the events themselves.
+    pub(crate) async fn auth_references(
+        &self,
+        room: &RoomInfo,
+        state: &StateMap,
+        sender: &UserId,
+        content: &EventContent,
+    ) -> Result<(Vec<(OwnedEventId, String)>, HashMap<String, Arc<Pdu>>)> {
+        let raw_content = serde_json::value::to_raw_value(&content.content).map_err(Error::internal)?;
+        let auth_types = ruma::state_res::auth_types_for_event(
+            &content.kind,
+            sender,
+            content.state_key.as_deref(),
+            &raw_content,
+            &room.rules.authorization,
+        )
+        .map_err(|e| Error::bad_json(format!("the content is not valid for its type: {e}")))?;
+        let auth_ids: Vec<String> =
+            auth_types.iter().filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())).cloned()).collect();
+        let auth_pdus = self.cached_pdus(&auth_ids).await?;
+        let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
+        let mut auth_events = Vec::with_capacity(auth_ids.len());
+        for id in &auth_ids {
+            if let Some(pdu) = auth_pdus.get(id) {
+                let hash = if needs_hashes { pdu::reference_hash(pdu, &room.rules)? } else { String::new() };
+                auth_events.push((pdu.event_id.clone(), hash));
+            }
+        }
+        Ok((auth_events, auth_pdus))
     }
 
     /// Builds the event on the room's latest events, checks it against the auth rules, and
@@ -293,28 +356,8 @@ impl RoomService {
         let (state_before, state) = (head.state_group, &head.state);
         let depth = head.depth + 1;
 
-        // The auth events: the state keys the rules name for this event, as of now.
-        let raw_content = serde_json::value::to_raw_value(&content.content).map_err(Error::internal)?;
-        let auth_types = ruma::state_res::auth_types_for_event(
-            &content.kind,
-            sender,
-            content.state_key.as_deref(),
-            &raw_content,
-            &room.rules.authorization,
-        )
-        .map_err(|e| Error::bad_json(format!("the content is not valid for its type: {e}")))?;
-        let auth_ids: Vec<String> =
-            auth_types.iter().filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())).cloned()).collect();
-        let auth_pdus = self.cached_pdus(&auth_ids).await?;
-        // Room versions 1 and 2 reference events together with their reference hashes.
         let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
-        let mut auth_events = Vec::with_capacity(auth_ids.len());
-        for id in &auth_ids {
-            if let Some(pdu) = auth_pdus.get(id) {
-                let hash = if needs_hashes { pdu::reference_hash(pdu, &room.rules)? } else { String::new() };
-                auth_events.push((pdu.event_id.clone(), hash));
-            }
-        }
+        let (auth_events, auth_pdus) = self.auth_references(room, state, sender, &content).await?;
         let prev_events = &head.prev_events;
 
         let pdu = pdu::build(BuildArgs {
@@ -342,6 +385,8 @@ impl RoomService {
             by_key.get(&(t.to_string(), k.to_owned())).map(|p| Arc::clone(p))
         })
         .map_err(Error::forbidden)?;
+        // A user of another server invited: their server signs the invite first.
+        let pdu = self.countersign_invite(room, pdu, state).await?;
 
         let built = started.elapsed();
         let event = myelin_store::NewEvent {
@@ -365,6 +410,7 @@ impl RoomService {
                 created_ts: now_ms(),
             }),
             push_actions: Vec::new(),
+            current_state: None,
         };
         let mut event = event;
         event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, &event.json, state).await?;
@@ -422,6 +468,7 @@ impl RoomService {
         if pdu.kind.to_string() == "m.room.member" {
             self.forget_push_members(&room.room_id);
         }
+        self.distribute(&room.room_id, &pdu).await;
         tracing::debug!(
             event_id = %pdu.event_id,
             stream = persisted.stream_ordering,
@@ -430,6 +477,121 @@ impl RoomService {
             "persisted"
         );
         Ok(pdu)
+    }
+}
+
+impl RoomService {
+    /// Persists an event received from another server, checked already, whose state before
+    /// it is `before` (group `before_group`). When it does not simply follow the room's head
+    /// (a fork), the room's current state becomes the resolution of the new extremities'
+    /// states. The caller holds the room's lock.
+    pub(crate) async fn persist_remote(
+        &self,
+        room: &RoomInfo,
+        pdu: &Pdu,
+        before_group: i64,
+        before: Arc<StateMap>,
+    ) -> Result<()> {
+        let head = self.head(room).await?;
+        let mut after = StateMap::clone(&before);
+        if let Some(state_key) = &pdu.state_key {
+            after.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.to_string());
+        }
+        let others: Vec<&OwnedEventId> =
+            head.prev_events.iter().map(|(id, _)| id).filter(|id| !pdu.prev_events.contains(id)).collect();
+        let linear = others.is_empty() && head.state_group == Some(before_group);
+        let reset = if linear {
+            None
+        } else {
+            let mut states = vec![after.clone()];
+            let other_ids: Vec<String> = others.iter().map(|id| id.to_string()).collect();
+            for row in self.store.rooms().events(&other_ids).await? {
+                states.push(StateMap::clone(&*self.state_at(row.state_after).await?));
+            }
+            let resolved =
+                if states.len() == 1 { after.clone() } else { self.resolve_states(room, &states, Some(pdu)).await? };
+            Some(self.state_reset(&head.state, resolved).await?)
+        };
+        let json = pdu.canonical_json();
+        let push_actions = self.push_actions(&room.room_id, &room.rules, pdu, &json, &before).await?;
+        let event = myelin_store::NewEvent {
+            event_id: pdu.event_id.to_string(),
+            room_id: room.room_id.to_string(),
+            depth: pdu.depth,
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: pdu.sender.to_string(),
+            origin_server_ts: i64::from(pdu.origin_server_ts.0),
+            redacts: pdu.redacts.as_ref().map(ToString::to_string),
+            json,
+            state_before: Some(before_group),
+            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+            txn: None,
+            relation: relation_of(&pdu.content_value()),
+            new_room: None,
+            push_actions,
+            current_state: reset,
+        };
+        let is_member = pdu.kind.to_string() == "m.room.member";
+        let members_key = is_member.then(|| crate::changes::members_key(room.room_id.as_str()));
+        if let Some(key) = &members_key {
+            self.changes.begin(key);
+        }
+        // As for local events, the head is replaced only once the event is stored.
+        lock_map(&self.heads).remove(&room.room_id);
+        let persisted = self.store.rooms().persist_event(&event).await;
+        if let Some(key) = &members_key {
+            self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
+        }
+        let persisted = persisted?;
+        if pdu.state_key.is_some() {
+            self.pdu_cache.insert(pdu.event_id.to_string(), Arc::new(pdu.clone()));
+        }
+        if linear {
+            let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
+            let hash = if needs_hashes { pdu::reference_hash(pdu, &room.rules)? } else { String::new() };
+            let next = RoomHead {
+                prev_events: vec![(pdu.event_id.clone(), hash)],
+                depth: pdu.depth.max(head.depth),
+                state_group: Some(persisted.state_after),
+                state: Arc::new(after),
+            };
+            lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Ready(next));
+        }
+        advance(&self.stream, persisted.stream_ordering);
+        if is_member {
+            self.forget_push_members(&room.room_id);
+            self.forget_servers(&room.room_id);
+        }
+        Ok(())
+    }
+
+    /// The whole new current state, with the memberships that differ from `old`.
+    pub(crate) async fn state_reset(&self, old: &StateMap, new: StateMap) -> Result<myelin_store::StateReset> {
+        let changed: Vec<String> = new
+            .iter()
+            .filter(|(key, id)| key.0 == "m.room.member" && old.get(*key) != Some(*id))
+            .map(|(_, id)| id.clone())
+            .collect();
+        let pdus = self.cached_pdus(&changed).await?;
+        let memberships = pdus
+            .values()
+            .filter_map(|pdu| {
+                let membership = pdu.content_value()["membership"].as_str()?.to_owned();
+                Some((pdu.state_key.clone()?, membership, pdu.event_id.to_string()))
+            })
+            .collect();
+        Ok(myelin_store::StateReset { state: new, memberships })
+    }
+
+    /// Forgets the room's head: the next event rebuilds it from the store.
+    pub(crate) fn forget_head(&self, room_id: &RoomId) {
+        lock_map(&self.heads).remove(room_id);
+    }
+
+    /// Remembers a room this server just learned of (a join over federation).
+    pub(crate) fn remember_room(&self, info: RoomInfo) {
+        lock_map(&self.infos).insert(info.room_id.clone(), info);
     }
 }
 

@@ -114,7 +114,7 @@ struct Window {
 }
 
 /// The state keys invitees and knockers see (the spec's recommendation for stripped state).
-const STRIPPED_STATE: &[&str] = &[
+pub(crate) const STRIPPED_STATE: &[&str] = &[
     "m.room.create",
     "m.room.join_rules",
     "m.room.name",
@@ -427,6 +427,14 @@ impl RoomService {
 
     /// Stripped state of a room for an invitee or a knocker, their own member event included.
     async fn stripped_state(&self, room_id: &RoomId, membership: &MembershipRow) -> Result<Vec<Value>> {
+        // An invite to a room on another server: the state its server sent with the invite.
+        let mut remote: Vec<Value> = Vec::new();
+        if membership.membership == "invite"
+            && let Some(invite) = self.store.federation().remote_invite(room_id.as_str(), &membership.user_id).await?
+            && invite.event_id == membership.event_id
+        {
+            remote = serde_json::from_str(&invite.stripped).unwrap_or_default();
+        }
         let current = self.store.rooms().current_state(room_id.as_str()).await?;
         let mut ids: Vec<String> = STRIPPED_STATE
             .iter()
@@ -434,18 +442,15 @@ impl RoomService {
             .collect();
         ids.push(membership.event_id.clone());
         let pdus = self.pdus(&ids).await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| pdus.get(id))
-            .map(|pdu| {
-                json!({
-                    "type": pdu.kind.to_string(),
-                    "state_key": pdu.state_key,
-                    "content": pdu.content_value(),
-                    "sender": pdu.sender,
-                })
+        remote.extend(ids.iter().filter_map(|id| pdus.get(id)).map(|pdu| {
+            json!({
+                "type": pdu.kind.to_string(),
+                "state_key": pdu.state_key,
+                "content": pdu.content_value(),
+                "sender": pdu.sender,
             })
-            .collect())
+        }));
+        Ok(remote)
     }
 
     /// Changes of the event stream: the latest position, updated after every persisted event.

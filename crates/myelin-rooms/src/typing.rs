@@ -114,6 +114,18 @@ impl Typing {
 impl RoomService {
     /// `PUT /rooms/{roomId}/typing/{userId}`: typing for `timeout` (capped), or stopped.
     pub async fn set_typing(&self, user: &UserId, room_id: &RoomId, timeout: Option<Duration>) -> Result<()> {
+        self.set_typing_inner(user, room_id, timeout).await?;
+        self.send_typing_edu(user, room_id, timeout.is_some()).await;
+        Ok(())
+    }
+
+    /// Typing of any joined user, without telling other servers.
+    pub(crate) async fn set_typing_inner(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         if self.membership_of(room_id, user).await?.as_deref() != Some("join") {
             self.known_room(room_id).await?;
             return Err(Error::forbidden("you are not joined to this room"));

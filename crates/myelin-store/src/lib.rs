@@ -8,6 +8,7 @@ mod federation;
 mod keys;
 mod media;
 mod meta;
+mod outbox;
 mod push;
 mod registration_tokens;
 mod rooms;
@@ -25,10 +26,12 @@ pub use federation::{BackoffRow, Federation, KeyDocumentRow, OldSigningKeyRow, V
 pub use keys::{KeySignatureRow, Keys, OneTimeKeyRow};
 pub use media::{CompletePending, Media, MediaRow, MediaScope, ThumbnailRow};
 pub use meta::Meta;
+pub use outbox::{OutboxRow, RemoteInviteRow};
 pub use push::{NotificationRow, Push, UnreadRow};
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
 pub use rooms::{
     EventRow, MembershipRow, NewEvent, NewRoom, Persisted, PushAction, RelationRow, RoomRow, Rooms, StateKey, StateMap,
+    StateReset,
 };
 pub use to_device::{NewToDevice, ToDevice, ToDeviceRow};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};

@@ -50,6 +50,18 @@ pub struct NewEvent {
     pub relation: Option<(String, String)>,
     /// What the push rules of local members said about the event (those it notifies).
     pub push_actions: Vec<PushAction>,
+    /// Set when the room's current state after this event is not simply the state before it
+    /// plus the event (a remote event on a fork, state resolution, a join over federation).
+    pub current_state: Option<StateReset>,
+}
+
+/// The room's whole current state after an event, replacing what is stored, and the
+/// memberships that change with it.
+#[derive(Debug, Clone, Default)]
+pub struct StateReset {
+    pub state: StateMap,
+    /// (user ID, membership, event ID) of every member entry that changes.
+    pub memberships: Vec<(String, String, String)>,
 }
 
 /// An event notifies a user: what their push rules said.
@@ -338,8 +350,8 @@ impl Rooms<'_> {
     /// auth rules and holds the room's lock.
     pub async fn persist_event(&self, event: &NewEvent) -> Result<Persisted> {
         let e = event;
-        if let (Db::Sqlite { writer, messages, .. }, None, None, Some(state)) =
-            (self.0, &e.state_key, &e.new_room, e.state_before)
+        if let (Db::Sqlite { writer, messages, .. }, None, None, Some(state), None) =
+            (self.0, &e.state_key, &e.new_room, e.state_before, &e.current_state)
         {
             return persist_message_sqlite(writer, messages, e, state).await;
         }
@@ -509,6 +521,36 @@ impl Rooms<'_> {
                     .execute(&mut *tx)
                     .await?;
             }
+            if let Some(reset) = &e.current_state {
+                sqlx::query("DELETE FROM current_state WHERE room_id = $1").bind(&e.room_id).execute(&mut *tx).await?;
+                for ((event_type, state_key), event_id) in &reset.state {
+                    sqlx::query(
+                        "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&e.room_id)
+                    .bind(event_type)
+                    .bind(state_key)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (user_id, membership, event_id) in &reset.memberships {
+                    sqlx::query(
+                        "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+                         VALUES ($1, $2, $3, $4, $5, FALSE)
+                         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                           event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
+                           forgotten = FALSE",
+                    )
+                    .bind(&e.room_id)
+                    .bind(user_id)
+                    .bind(membership)
+                    .bind(event_id)
+                    .bind(stream_ordering)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
             for action in &e.push_actions {
                 sqlx::query(
                     "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight,
@@ -572,6 +614,63 @@ impl Rooms<'_> {
             "SELECT {} FROM events WHERE event_id IN ({list})",
             event_columns!()
         )))
+    }
+
+    /// The JSON of events by ID, timeline events and outliers alike: (event ID, room ID, JSON).
+    pub async fn pdu_jsons(&self, event_ids: &[String]) -> Result<Vec<(String, String, String)>> {
+        Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
+            "SELECT event_id, room_id, json FROM events WHERE event_id IN ({list})
+             UNION ALL SELECT event_id, room_id, json FROM outlier_events WHERE event_id IN ({list})"
+        )))
+    }
+
+    /// Stores events that are not (yet) part of the timeline: state and auth events learned
+    /// from other servers. Ones already known are left alone.
+    pub async fn save_outliers(&self, room_id: &str, events: &[(String, String)]) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for (event_id, json) in events {
+                sqlx::query(
+                    "INSERT INTO outlier_events (event_id, room_id, json) VALUES ($1, $2, $3)
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .bind(event_id)
+                .bind(room_id)
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Writes a whole room state as a new state group (a snapshot): the state before an event
+    /// whose state is not another group plus one entry (a join over federation, a merge).
+    pub async fn save_state_group(&self, room_id: &str, state: &StateMap) -> Result<i64> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let id = next_counter!(tx, "state_group");
+            sqlx::query("INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
+                .bind(id)
+                .bind(room_id)
+                .execute(&mut *tx)
+                .await?;
+            for ((event_type, key), event_id) in state {
+                sqlx::query(
+                    "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(event_type)
+                .bind(key)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     /// For many events at once: the redactions of any of them, oldest first.

@@ -234,6 +234,7 @@ fn state_event(n: i64, kind: &str, key: &str, before: Option<i64>, prev: Option<
     let content = if kind == "m.room.member" { r#"{"membership":"join"}"# } else { "{}" };
     NewEvent {
         push_actions: Vec::new(),
+        current_state: None,
         event_id: format!("$e{n}"),
         room_id: "!r:x".into(),
         depth: n,

@@ -123,6 +123,9 @@ async fn housekeeping(services: Arc<Services>) {
         if let Err(e) = services.federation.client.purge_stale_backoffs().await {
             tracing::warn!("housekeeping (federation): {e}");
         }
+        if let Err(e) = services.rooms.purge_old_transactions().await {
+            tracing::warn!("housekeeping (federation transactions): {e}");
+        }
     }
 }
 

@@ -56,7 +56,7 @@ async fn join_by_id(
 ) -> ApiResult<join_room_by_id::Response> {
     let identity = request.identity()?;
     let room_id = &request.body.room_id;
-    services.rooms.join(&identity.user_id, room_id, request.body.reason.as_deref()).await?;
+    services.rooms.join(&identity.user_id, room_id, request.body.reason.as_deref(), &[]).await?;
     Ok(join_room_by_id::Response::new(room_id.clone()).into())
 }
 
@@ -66,8 +66,9 @@ async fn join_by_id_or_alias(
     request: Ruma<join_room_by_id_or_alias::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::Response> {
     let identity = request.identity()?;
-    let room_id = services.rooms.resolve_room(&request.body.room_id_or_alias).await?;
-    services.rooms.join(&identity.user_id, &room_id, request.body.reason.as_deref()).await?;
+    let (room_id, mut servers) = services.rooms.resolve_room_and_servers(&request.body.room_id_or_alias).await?;
+    servers.extend(request.body.via.iter().cloned());
+    services.rooms.join(&identity.user_id, &room_id, request.body.reason.as_deref(), &servers).await?;
     Ok(join_room_by_id_or_alias::Response::new(room_id).into())
 }
 

@@ -56,7 +56,13 @@ where
         let origin = if T::Authentication::SIGNED {
             let uri =
                 parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-            Some(services.federation.keys.verify_request(&parts.method, &uri, &parts.headers, &bytes).await?)
+            let origin = services.federation.keys.verify_request(&parts.method, &uri, &parts.headers, &bytes).await?;
+            // It is up: anything queued for it goes now.
+            services.federation.client.heard_from(&origin).await;
+            if services.federation.sender.knows(&origin) {
+                services.federation.sender.wake(&origin);
+            }
+            Some(origin)
         } else {
             None
         };

@@ -7,6 +7,7 @@ mod auth;
 mod keys;
 mod media;
 mod query;
+mod rooms;
 
 pub(crate) use auth::Federated;
 
@@ -19,7 +20,8 @@ pub fn routes() -> Router<Arc<Services>> {
     let router = Router::new().ruma::<version::Request, _, _>(get_version);
     let router = keys::routes(router);
     let router = media::routes(router);
-    query::routes(router)
+    let router = query::routes(router);
+    rooms::routes(router)
 }
 
 /// `GET /_matrix/federation/v1/version`

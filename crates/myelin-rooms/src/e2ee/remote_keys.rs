@@ -59,7 +59,7 @@ impl RoomService {
                 PathBuilder = ruma::api::path_builder::SinglePath,
             >,
     {
-        match tokio::time::timeout(REMOTE_TIMEOUT, self.federation.send(server, request)).await {
+        match tokio::time::timeout(REMOTE_TIMEOUT, self.federation.client.send(server, request)).await {
             Ok(answer) => answer,
             Err(_) => Err(FederationError::Unreachable {
                 destination: server.to_string(),

@@ -11,6 +11,7 @@ mod e2ee;
 mod errors;
 mod federation;
 mod federation_queries;
+mod federation_rooms;
 mod login;
 mod media;
 mod media_async;

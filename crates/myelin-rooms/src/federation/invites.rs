@@ -1,0 +1,189 @@
+//! Invites across servers (`PUT /_matrix/federation/v2/invite`): a local user invited to a
+//! room elsewhere (the event countersigned, kept with the room's stripped state for /sync),
+//! and a remote user invited here (their server countersigns before the event is stored).
+
+use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
+use myelin_core::{Error, ErrorKind, Result};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
+    api::federation::membership::{
+        RawStrippedState, create_invite::v2 as create_invite, create_leave_event::v2 as send_leave,
+        prepare_leave_event::v1 as make_leave,
+    },
+    serde::Raw,
+};
+use serde_json::{Value, json, value::RawValue};
+
+impl RoomService {
+    /// Another server invites one of our users: the event is checked, signed by this server
+    /// and kept as the user's pending invite. Answers the signed event.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        version: &RoomVersionId,
+        json: CanonicalJsonObject,
+        stripped: &[RawStrippedState],
+    ) -> Result<CanonicalJsonObject> {
+        if !crate::supported_room_versions().contains(version) {
+            return Err(Error::new(
+                http::StatusCode::BAD_REQUEST,
+                ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(
+                    version.clone(),
+                )),
+                format!("room version {version} is not supported here"),
+            ));
+        }
+        let rules = version.rules().ok_or_else(|| Error::internal("a supported version without rules"))?;
+        let room = RoomInfo { room_id: room_id.to_owned(), version: version.clone(), rules };
+        let mut json = json;
+        json.remove("unsigned");
+        let pdu = self.verify_pdu(&room, json.clone()).await?;
+        if pdu.event_id != event_id {
+            return Err(Error::bad_json("the event ID does not match the event"));
+        }
+        let invitee = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok());
+        let Some(invitee) = invitee.filter(|u| u.server_name() == self.config.server_name) else {
+            return Err(Error::bad_json("the invite is not for a user of this server"));
+        };
+        if pdu.kind.to_string() != "m.room.member" || pdu.content_value()["membership"] != "invite" {
+            return Err(Error::bad_json("the event is not an invite"));
+        }
+        if pdu.sender.server_name() != origin {
+            return Err(Error::forbidden("the inviter is not a user of the requesting server"));
+        }
+        if self.store.users().get(invitee.as_str()).await?.is_none() {
+            return Err(Error::not_found(format!("{invitee} does not exist")));
+        }
+        if self.ignored_users(&invitee).await?.contains(pdu.sender.as_str()) {
+            return Err(Error::forbidden("the invitee ignores the inviter"));
+        }
+        ruma::signatures::hash_and_sign_event(
+            self.config.server_name.as_str(),
+            self.key.pair(),
+            &mut json,
+            &room.rules.redaction,
+        )
+        .map_err(|e| Error::bad_json(format!("the invite cannot be signed: {e}")))?;
+        let signed = Pdu::from_json(pdu.event_id.clone(), json.clone())?;
+        let stripped: Vec<Value> = stripped.iter().filter_map(stripped_event).collect();
+        let invite = myelin_store::RemoteInviteRow {
+            room_id: room_id.to_string(),
+            user_id: invitee.to_string(),
+            event_id: event_id.to_string(),
+            room_version: version.to_string(),
+            stripped: Value::from(stripped).to_string(),
+        };
+        let stream = self.store.federation().save_remote_invite(&invite, &signed.canonical_json()).await?;
+        self.advance_stream(stream);
+        Ok(json)
+    }
+
+    /// Rejects (or withdraws from) an invite to a room this server is not in, through the
+    /// inviting server: `make_leave`, sign, `send_leave`.
+    pub(crate) async fn reject_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<Option<OwnedEventId>> {
+        let Some(invite) = self.store.federation().remote_invite(room_id.as_str(), user.as_str()).await? else {
+            return Ok(None);
+        };
+        let Some(invite_pdu) = self.pdus(std::slice::from_ref(&invite.event_id)).await?.into_values().next() else {
+            return Ok(None);
+        };
+        let server = invite_pdu.sender.server_name().to_owned();
+        let template =
+            self.federation.client.send(&server, make_leave::Request::new(room_id.to_owned(), user.to_owned())).await?;
+        let version = match template.room_version {
+            Some(version) => version,
+            None => RoomVersionId::try_from(invite.room_version.as_str()).map_err(Error::internal)?,
+        };
+        let rules = version.rules().ok_or_else(|| Error::bad_json(format!("unknown room version {version}")))?;
+        let room = RoomInfo { room_id: room_id.to_owned(), version, rules };
+        let event = self.sign_template(&room, template.event.get(), serde_json::json!({ "membership": "leave" }))?;
+        let event_id = super::event_id_of(&event, &room)?;
+        let raw = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;
+        self.federation
+            .client
+            .send(&server, send_leave::Request::new(room_id.to_owned(), event_id.clone(), raw))
+            .await?;
+        let json = CanonicalJsonValue::Object(event).to_string();
+        let stream = self
+            .store
+            .federation()
+            .reject_remote_invite(room_id.as_str(), user.as_str(), event_id.as_str(), &json)
+            .await?;
+        self.advance_stream(stream);
+        Ok(Some(event_id))
+    }
+
+    /// A local event inviting a user of another server: that server signs it too (and may
+    /// refuse). Returns the event with both signatures.
+    pub(crate) async fn countersign_invite(
+        &self,
+        room: &RoomInfo,
+        pdu: Pdu,
+        state: &myelin_store::StateMap,
+    ) -> Result<Pdu> {
+        let Some(invitee) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()) else { return Ok(pdu) };
+        if invitee.server_name() == self.config.server_name
+            || pdu.kind.to_string() != "m.room.member"
+            || pdu.content_value()["membership"] != "invite"
+        {
+            return Ok(pdu);
+        }
+        let ids: Vec<String> = crate::sync::STRIPPED_STATE
+            .iter()
+            .filter_map(|kind| state.get(&((*kind).to_owned(), String::new())).cloned())
+            .collect();
+        let events = self.cached_pdus(&ids).await?;
+        #[allow(deprecated)]
+        let stripped: Vec<RawStrippedState> = events
+            .values()
+            .filter_map(|p| {
+                let value = json!({
+                    "type": p.kind.to_string(), "state_key": p.state_key, "content": p.content_value(), "sender": p.sender,
+                });
+                Some(RawStrippedState::Stripped(Raw::from_json(serde_json::value::to_raw_value(&value).ok()?)))
+            })
+            .collect();
+        let event = RawValue::from_string(pdu.canonical_json()).map_err(Error::internal)?;
+        let request = create_invite::Request::new(
+            room.room_id.clone(),
+            pdu.event_id.clone(),
+            room.version.clone(),
+            event,
+            stripped,
+        );
+        let answer = self.federation.client.send(invitee.server_name(), request).await?;
+        let mut signed: CanonicalJsonObject = serde_json::from_str(answer.event.get())
+            .map_err(|e| Error::bad_json(format!("{} sent back a bad invite: {e}", invitee.server_name())))?;
+        signed.remove("unsigned");
+        let checked = self.verify_pdu(room, signed.clone()).await?;
+        if checked.event_id != pdu.event_id {
+            return Err(Error::bad_json(format!("{} sent back another event", invitee.server_name())));
+        }
+        // Keep our event, with the invitee server's signature added.
+        let mut json = pdu.json.clone();
+        if let (Some(CanonicalJsonValue::Object(theirs)), Some(CanonicalJsonValue::Object(ours))) =
+            (signed.get("signatures"), json.get_mut("signatures"))
+            && let Some(by_them) = theirs.get(invitee.server_name().as_str())
+        {
+            ours.insert(invitee.server_name().to_string(), by_them.clone());
+        }
+        Pdu::from_json(pdu.event_id, json)
+    }
+}
+
+/// An invite's stripped state event, from either form (stripped, or a full PDU since v1.16).
+fn stripped_event(state: &RawStrippedState) -> Option<Value> {
+    #[allow(deprecated)]
+    let raw = match state {
+        RawStrippedState::Stripped(raw) => raw.json().get(),
+        RawStrippedState::Pdu(raw) => raw.get(),
+        _ => return None,
+    };
+    let value: Value = serde_json::from_str(raw).ok()?;
+    Some(json!({
+        "type": value.get("type")?, "state_key": value.get("state_key")?,
+        "content": value.get("content")?, "sender": value.get("sender")?,
+    }))
+}

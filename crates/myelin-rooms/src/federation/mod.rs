@@ -1,0 +1,249 @@
+//! Rooms shared with other servers: what goes out (every event to the servers in the room),
+//! what comes in (PDUs checked as the spec's "checks performed on receipt"), joining rooms
+//! that live elsewhere, and the DAG served to other servers.
+
+mod edus;
+mod incoming;
+mod invites;
+mod join;
+mod serve;
+
+pub use incoming::PduResults;
+pub use serve::{JoinTemplate, SendJoinAnswer};
+
+use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
+use myelin_core::{Error, Result};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, ServerName,
+    room_version_rules::{EventIdFormatVersion, StateResolutionV2Rules},
+    serde::Base64,
+    signatures::{PublicKeyMap, Verified},
+};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+impl RoomService {
+    /// Queues a new local event for the other servers in its room (and, for a membership
+    /// change, the target's server).
+    pub(crate) async fn distribute(&self, room_id: &RoomId, pdu: &Pdu) {
+        if pdu.kind.to_string() == "m.room.member" {
+            self.forget_servers(room_id);
+        }
+        let mut destinations = match self.servers_in_room(room_id).await {
+            Ok(servers) => Vec::clone(&servers),
+            Err(e) => {
+                tracing::warn!(%room_id, "servers of the room: {e}");
+                return;
+            }
+        };
+        if pdu.kind.to_string() == "m.room.member"
+            && let Some(target) = pdu.state_key.as_deref().and_then(|k| ruma::UserId::parse(k).ok())
+            && target.server_name() != self.config.server_name
+            && !destinations.iter().any(|d| d == target.server_name())
+        {
+            destinations.push(target.server_name().to_owned());
+        }
+        if destinations.is_empty() {
+            return;
+        }
+        if let Err(e) = self.federation.sender.send_pdu(&destinations, &pdu.canonical_json()).await {
+            tracing::warn!(event_id = %pdu.event_id, "queueing the event for other servers: {e}");
+        }
+    }
+
+    /// The other servers with a member joined to the room.
+    pub(crate) async fn servers_in_room(&self, room_id: &RoomId) -> Result<Arc<Vec<OwnedServerName>>> {
+        if let Some(servers) = self.servers.lock().unwrap_or_else(|e| e.into_inner()).get(room_id) {
+            return Ok(servers.clone());
+        }
+        let members = self.store.rooms().members(room_id.as_str()).await?;
+        let mut servers: Vec<OwnedServerName> = members
+            .iter()
+            .filter(|m| m.membership == "join")
+            .filter_map(|m| ruma::UserId::parse(&m.user_id).ok())
+            .map(|user| user.server_name().to_owned())
+            .filter(|server| *server != self.config.server_name)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        let servers = Arc::new(servers);
+        self.servers.lock().unwrap_or_else(|e| e.into_inner()).insert(room_id.to_owned(), servers.clone());
+        Ok(servers)
+    }
+
+    pub(crate) fn forget_servers(&self, room_id: &RoomId) {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
+    }
+
+    /// Whether `server` may read the room's events over federation: one of its users is or
+    /// was in the room (or invited), or the room is world-readable.
+    pub(crate) async fn server_may_see(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
+        if !self.server_allowed(room_id, server).await? {
+            return Ok(false);
+        }
+        let members = self.store.rooms().members(room_id.as_str()).await?;
+        let suffix = format!(":{server}");
+        if members.iter().any(|m| m.user_id.ends_with(&suffix) && m.membership != "ban") {
+            return Ok(true);
+        }
+        let visibility = self.current_state_event(room_id, "m.room.history_visibility", "").await?;
+        Ok(visibility.is_some_and(|pdu| pdu.content_value()["history_visibility"] == "world_readable"))
+    }
+
+    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part: its PDUs,
+    /// EDUs and requests about the room are refused otherwise.
+    pub(crate) async fn server_allowed(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
+        let Some(acl) = self.current_state_event(room_id, "m.room.server_acl", "").await? else {
+            return Ok(true);
+        };
+        match serde_json::from_str::<ruma::events::room::server_acl::RoomServerAclEventContent>(acl.content.get()) {
+            Ok(content) => Ok(content.is_allowed(server)),
+            // An ACL that does not parse denies nobody (as Synapse treats it).
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Refuses a request of `server` about a room whose ACL denies it.
+    pub(crate) async fn check_server_acl(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+        if !self.server_allowed(room_id, server).await? {
+            return Err(Error::forbidden(format!("{server} is denied by the room's server ACL")));
+        }
+        Ok(())
+    }
+
+    /// Checks a PDU received from another server — format, signatures of the servers that
+    /// must sign it, content hash (a mismatch means it is used redacted) — and parses it.
+    pub(crate) async fn verify_pdu(&self, room: &RoomInfo, mut json: CanonicalJsonObject) -> Result<Pdu> {
+        json.remove("unsigned");
+        ruma::state_res::check_pdu_format(&json, &room.rules.event_format).map_err(Error::bad_json)?;
+        let event_id = event_id_of(&json, room)?;
+        let servers = ruma::signatures::required_server_signatures_to_verify_event(&json, &room.rules.signatures)
+            .map_err(|e| Error::bad_json(format!("{event_id}: {e}")))?;
+        let ts = match json.get("origin_server_ts") {
+            Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+            _ => 0,
+        };
+        let mut keys = PublicKeyMap::new();
+        for server in servers {
+            let rows = self.federation.keys.verify_keys(&server, ts).await?;
+            let set =
+                rows.into_iter().filter_map(|row| Some((row.key_id, Base64::parse(&row.public_key).ok()?))).collect();
+            keys.insert(server.to_string(), set);
+        }
+        match ruma::signatures::verify_event(&keys, &json, &room.rules) {
+            Ok(Verified::All) => {}
+            Ok(Verified::Signatures) => {
+                json = ruma::canonical_json::redact(json, &room.rules.redaction, None)
+                    .map_err(|e| Error::bad_json(format!("{event_id}: {e}")))?;
+            }
+            Err(e) => return Err(Error::forbidden(format!("{event_id}: bad signature: {e}"))),
+        }
+        let pdu = Pdu::from_json(event_id, json).map_err(|e| Error::bad_json(e.to_string()))?;
+        if pdu.room_id != room.room_id {
+            return Err(Error::bad_json(format!("{} is not an event of {}", pdu.event_id, room.room_id)));
+        }
+        Ok(pdu)
+    }
+
+    /// Resolves several states of a room into one (state resolution v2; room versions 1 and 2
+    /// use it too, as ruma has no v1 algorithm).
+    /// `incoming` is an event in one of the states that is not stored yet.
+    pub(crate) async fn resolve_states(
+        &self,
+        room: &RoomInfo,
+        states: &[myelin_store::StateMap],
+        incoming: Option<&Pdu>,
+    ) -> Result<myelin_store::StateMap> {
+        let rules = room.rules.state_res.v2_rules().copied().unwrap_or(StateResolutionV2Rules::V2_0);
+        let mut maps = Vec::with_capacity(states.len());
+        let mut chains = Vec::with_capacity(states.len());
+        let mut events: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
+        for state in states {
+            let mut ids: Vec<String> = state.values().cloned().collect();
+            if let Some(pdu) = incoming
+                && ids.contains(&pdu.event_id.to_string())
+            {
+                // Its auth chain is its auth events' and theirs.
+                ids.extend(pdu.auth_events.iter().map(ToString::to_string));
+            }
+            let (mut chain, found) = self.auth_chain(&ids).await?;
+            if let Some(pdu) = incoming {
+                chain.extend(pdu.auth_events.iter().filter(|_| ids.contains(&pdu.event_id.to_string())).cloned());
+            }
+            events.extend(found);
+            for pdu in self.cached_pdus(&ids).await?.into_values() {
+                events.insert(pdu.event_id.clone(), pdu);
+            }
+            chains.push(chain.into_iter().collect::<ruma::state_res::utils::event_id_set::EventIdSet<OwnedEventId>>());
+            let map: ruma::state_res::StateMap<OwnedEventId> = state
+                .iter()
+                .filter_map(|((kind, key), id)| Some(((kind.as_str().into(), key.clone()), EventId::parse(id).ok()?)))
+                .collect();
+            maps.push(map);
+        }
+        if let Some(pdu) = incoming {
+            events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
+        }
+        let authorization = room.rules.authorization.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            ruma::state_res::resolve(
+                &authorization,
+                &rules,
+                maps.iter(),
+                chains,
+                |id| events.get(id).cloned(),
+                |_| None,
+            )
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(|e| Error::internal(format!("state resolution: {e}")))?;
+        Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id.to_string())).collect())
+    }
+
+    /// The full auth chain of events (their auth events, recursively), with the events.
+    pub(crate) async fn auth_chain(
+        &self,
+        event_ids: &[String],
+    ) -> Result<(HashSet<OwnedEventId>, HashMap<OwnedEventId, Arc<Pdu>>)> {
+        let mut chain = HashSet::new();
+        let mut events = HashMap::new();
+        let mut next: Vec<String> = event_ids.to_vec();
+        let mut seen: HashSet<String> = HashSet::new();
+        while !next.is_empty() {
+            let found = self.cached_pdus(&next).await?;
+            let mut after = Vec::new();
+            for pdu in found.values() {
+                for auth in &pdu.auth_events {
+                    if seen.insert(auth.to_string()) {
+                        chain.insert(auth.clone());
+                        after.push(auth.to_string());
+                    }
+                }
+            }
+            for pdu in found.into_values() {
+                events.insert(pdu.event_id.clone(), pdu);
+            }
+            next = after;
+        }
+        Ok((chain, events))
+    }
+}
+
+/// The event ID of a PDU: its `event_id` field in room versions 1 and 2, its reference hash
+/// later.
+pub(crate) fn event_id_of(json: &CanonicalJsonObject, room: &RoomInfo) -> Result<OwnedEventId> {
+    match room.rules.event_id_format {
+        EventIdFormatVersion::V1 => match json.get("event_id") {
+            Some(CanonicalJsonValue::String(id)) => EventId::parse(id).map_err(|e| Error::bad_json(e.to_string())),
+            _ => Err(Error::bad_json("the event has no event_id")),
+        },
+        _ => {
+            let hash = ruma::signatures::reference_hash(json, &room.rules)
+                .map_err(|e| Error::bad_json(format!("the event cannot be hashed: {e}")))?;
+            EventId::parse(format!("${hash}")).map_err(Error::internal)
+        }
+    }
+}

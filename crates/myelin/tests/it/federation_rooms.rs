@@ -1,0 +1,321 @@
+//! Rooms across Myelin servers on loopback: joining a room of another server (by alias and
+//! by ID with `via`), messages, typing and receipts both ways, invites, kicks and bans, a
+//! leave, and a network split healed once the stopped server is back.
+
+use crate::{
+    backend_tests,
+    common::*,
+    federation::{TestCa, federated},
+    rooms::{create_room, send_text},
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+backend_tests!(join_and_chat, invites_kicks_and_bans, split_and_heal);
+
+/// Polls `check` every 50 ms for up to 15 s until it returns Some.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..300 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The bodies of the room's latest text messages, as `user` reads them on `server`.
+async fn messages(server: &TestServer, user: &User, room: &str) -> Vec<String> {
+    let (status, page) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(&user.token)).await;
+    if status != 200 {
+        return Vec::new();
+    }
+    let mut bodies: Vec<String> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    bodies.reverse();
+    bodies
+}
+
+async fn members(server: &TestServer, user: &User, room: &str) -> Value {
+    server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(&user.token)).await.1["joined"].clone()
+}
+
+async fn membership(server: &TestServer, user: &User, room: &str, of: &str) -> Option<String> {
+    let (status, event) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{of}"), Some(&user.token)).await;
+    (status == 200).then(|| event["membership"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A user's membership as the server stores it (readable whatever the user may see).
+async fn stored_membership(server: &TestServer, room: &str, user: &str) -> Option<String> {
+    let room = ruma::RoomId::parse(room).unwrap();
+    let user = ruma::UserId::parse(user).unwrap();
+    server.services().rooms.membership_of(&room, &user).await.unwrap()
+}
+
+/// The IDs of the room's current state events.
+async fn state_ids(server: &TestServer, user: &User, room: &str) -> Vec<String> {
+    let (_, events) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(&user.token)).await;
+    let mut ids: Vec<String> =
+        events.as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+async fn join_and_chat(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, a_name) = federated(backend, &ca, |_| {}).await;
+    let (b, _) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room =
+        create_room(&a, &alice, json!({"room_alias_name": "lobby", "preset": "public_chat", "name": "Lobby"})).await;
+    send_text(&a, &alice, &room, "t1", "before bob").await;
+
+    // Bob joins through the alias of A's server.
+    let alias = format!("%23lobby:{a_name}");
+    let (status, joined) = b.post(&format!("/_matrix/client/v3/join/{alias}"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["room_id"], room);
+    // Both servers agree on the members; B has the room's state (its name).
+    let on_b = members(&b, &bob, &room).await;
+    assert!(on_b.get(&alice.user_id).is_some() && on_b.get(&bob.user_id).is_some(), "{on_b}");
+    eventually("bob's join on A", || async {
+        members(&a, &alice, &room).await.get(&bob.user_id).is_some().then_some(())
+    })
+    .await;
+    let (_, name) = b.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob.token)).await;
+    assert_eq!(name["name"], "Lobby", "{name}");
+
+    // Messages both ways.
+    send_text(&a, &alice, &room, "t2", "hello bob").await;
+    eventually("alice's message on B", || async {
+        messages(&b, &bob, &room).await.contains(&"hello bob".to_owned()).then_some(())
+    })
+    .await;
+    send_text(&b, &bob, &room, "t3", "hello alice").await;
+    eventually("bob's message on A", || async {
+        messages(&a, &alice, &room).await.contains(&"hello alice".to_owned()).then_some(())
+    })
+    .await;
+    // Both have the same messages since bob's join, in the same order.
+    let on_a = messages(&a, &alice, &room).await;
+    let on_b = messages(&b, &bob, &room).await;
+    assert_eq!(on_a[on_a.len() - 2..], on_b[on_b.len() - 2..], "{on_a:?} / {on_b:?}");
+
+    // Bob's message reaches Alice's /sync; typing and a receipt of Bob's too.
+    let (status, _) = b
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{}", bob.user_id),
+            Some(&bob.token),
+            json!({"typing": true, "timeout": 10000}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert!(timeline.as_array().unwrap().iter().any(|e| e["content"]["body"] == "hello alice"), "{sync}");
+    eventually("bob typing on A", || async {
+        let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
+        let ephemeral = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        ephemeral
+            .iter()
+            .any(|e| {
+                e["type"] == "m.typing" && e["content"]["user_ids"].as_array().unwrap().contains(&json!(bob.user_id))
+            })
+            .then_some(())
+    })
+    .await;
+    let hello = send_text(&a, &alice, &room, "t4", "read me").await;
+    eventually("alice's message on B", || async {
+        messages(&b, &bob, &room).await.contains(&"read me".to_owned()).then_some(())
+    })
+    .await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{hello}"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("bob's receipt on A", || async {
+        let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
+        let ephemeral = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        ephemeral
+            .iter()
+            .any(|e| e["type"] == "m.receipt" && e["content"][&hello]["m.read"][&bob.user_id].is_object())
+            .then_some(())
+    })
+    .await;
+
+    // A room of B joined from A by ID with `via`; then Bob leaves Alice's room.
+    let other = create_room(&b, &bob, json!({"preset": "public_chat"})).await;
+    let b_name = bob.user_id.split_once(':').unwrap().1.to_owned();
+    let (status, body) =
+        a.post(&format!("/_matrix/client/v3/join/{other}?via={b_name}"), Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    send_text(&a, &alice, &other, "t5", "in bob's room").await;
+    eventually("alice's message in bob's room", || async {
+        messages(&b, &bob, &other).await.contains(&"in bob's room".to_owned()).then_some(())
+    })
+    .await;
+    let (status, _) = b.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200);
+    eventually("bob's leave on A", || async {
+        (membership(&a, &alice, &room, &bob.user_id).await.as_deref() == Some("leave")).then_some(())
+    })
+    .await;
+    // A server not in a room cannot read it.
+    let unknown = b.get("/_matrix/client/v3/rooms/!nothing:nowhere.invalid/messages", Some(&bob.token)).await;
+    assert!(unknown.0.is_client_error(), "{unknown:?}");
+}
+
+async fn invites_kicks_and_bans(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, _) = federated(backend, &ca, |_| {}).await;
+    let (b, _) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = create_room(&a, &alice, json!({"preset": "private_chat", "name": "Secret"})).await;
+
+    // Not invited: a private room cannot be joined from B.
+    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
+    let refused = b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_error(&refused, 403, "M_FORBIDDEN");
+
+    // Invited: B shows the invite with the room's name, then Bob joins.
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.token), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob.token)).await;
+    let invite = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
+    let events = invite.as_array().unwrap_or_else(|| panic!("no invite in {sync}"));
+    assert!(events.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret"), "{invite}");
+    assert!(events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id), "{invite}");
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("bob's join on A", || async {
+        (membership(&a, &alice, &room, &bob.user_id).await.as_deref() == Some("join")).then_some(())
+    })
+    .await;
+
+    // An invite declined from B: A sees the leave, B no longer lists the invite.
+    let other = create_room(&a, &alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
+    eventually("the second invite on B", || async {
+        (stored_membership(&b, &other, &bob.user_id).await.as_deref() == Some("invite")).then_some(())
+    })
+    .await;
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{other}/leave"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_membership(&a, &other, &bob.user_id).await.as_deref(), Some("leave"));
+    assert_eq!(stored_membership(&b, &other, &bob.user_id).await.as_deref(), Some("leave"));
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob.token)).await;
+    assert!(sync["rooms"]["invite"].get(&other).is_none(), "{sync}");
+
+    // Kicked, then banned: B learns both, and Bob can no longer send or join.
+    let (status, _) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room}/kick"), Some(&alice.token), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, 200);
+    eventually("the kick on B", || async {
+        (stored_membership(&b, &room, &bob.user_id).await.as_deref() == Some("leave")).then_some(())
+    })
+    .await;
+    let (status, _) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&alice.token), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, 200);
+    eventually("the ban on B", || async {
+        (stored_membership(&b, &room, &bob.user_id).await.as_deref() == Some("ban")).then_some(())
+    })
+    .await;
+    let refused = b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_error(&refused, 403, "M_FORBIDDEN");
+}
+
+async fn split_and_heal(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, _) = federated(backend, &ca, |_| {}).await;
+    let (b, _) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    // Bob gets power to change the topic, then the network splits: B stops.
+    let (status, body) = a
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"),
+            Some(&alice.token),
+            json!({"users": {alice.user_id.clone(): 100, bob.user_id.clone(): 50}, "state_default": 50}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the power levels on B", || async {
+        let (_, power) =
+            b.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&bob.token)).await;
+        (power["users"][&bob.user_id] == 50).then_some(())
+    })
+    .await;
+    let b_config = b.services().config.as_ref().clone();
+    let b_db = b.stop().await;
+
+    // A keeps going without B.
+    send_text(&a, &alice, &room, "a1", "while b was away").await;
+    let (status, _) = a
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"),
+            Some(&alice.token),
+            json!({"topic": "from A"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // B comes back; it sends on its fork (built before it hears of A's events): a topic of
+    // its own too, in conflict with A's.
+    let b = TestServer::start_config(b_db, b_config).await;
+    let bob_token = b.login("bob", &bob.password, json!({})).await.1["access_token"].as_str().unwrap().to_owned();
+    let bob = User { token: bob_token, ..bob };
+    let (status, body) = b
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"),
+            Some(&bob.token),
+            json!({"topic": "from B"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    send_text(&b, &bob, &room, "b1", "bob is back").await;
+
+    // Both converge: all messages on both sides, and the same current state.
+    for server in [(&a, &alice), (&b, &bob)] {
+        eventually("all messages on both servers", || async {
+            let bodies = messages(server.0, server.1, &room).await;
+            (bodies.contains(&"while b was away".to_owned()) && bodies.contains(&"bob is back".to_owned()))
+                .then_some(())
+        })
+        .await;
+    }
+    let on_a = state_ids(&a, &alice, &room).await;
+    eventually("the same state on both servers", || async { (state_ids(&b, &bob, &room).await == on_a).then_some(()) })
+        .await;
+    let topic = |server: &TestServer, user: &User| {
+        let (path, token) = (format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"), user.token.clone());
+        let server = server.base.clone();
+        async move {
+            let answer = reqwest::Client::new().get(format!("{server}{path}")).bearer_auth(token).send().await.unwrap();
+            answer.json::<Value>().await.unwrap()["topic"].clone()
+        }
+    };
+    let (on_a, on_b) = (topic(&a, &alice).await, topic(&b, &bob).await);
+    assert_eq!(on_a, on_b);
+    assert!(on_a == "from A" || on_a == "from B", "{on_a}");
+}
