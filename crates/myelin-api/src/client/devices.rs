@@ -57,7 +57,7 @@ async fn update(
     let body = &request.body;
     services.accounts.rename_device(&identity.user_id, body.device_id.as_str(), body.display_name.as_deref()).await?;
     // Other users' clients show device names from /keys/query.
-    services.rooms.device_list_changed(&identity.user_id).await?;
+    services.rooms.device_renamed(&identity.user_id, body.device_id.as_str()).await?;
     Ok(update_device::Response::new().into())
 }
 
@@ -77,6 +77,7 @@ async fn delete(
         .await;
     services.rooms.wake_syncs().await?;
     deleted?;
+    services.rooms.devices_deleted(&identity.user_id, &[body.device_id.to_string()]).await?;
     Ok(delete_device::Response::new().into())
 }
 
@@ -91,5 +92,7 @@ async fn delete_many(
     let deleted = services.accounts.delete_devices(&identity.user_id, &body.devices, body.auth.as_ref()).await;
     services.rooms.wake_syncs().await?;
     deleted?;
+    let devices: Vec<String> = body.devices.iter().map(ToString::to_string).collect();
+    services.rooms.devices_deleted(&identity.user_id, &devices).await?;
     Ok(delete_devices::Response::new().into())
 }

@@ -104,6 +104,7 @@ async fn post_logout(
     let done = services.accounts.logout(&identity.user_id, &identity.device_id).await;
     services.rooms.wake_syncs().await?;
     done?;
+    services.rooms.devices_deleted(&identity.user_id, &[identity.device_id.to_string()]).await?;
     Ok(logout::Response::new().into())
 }
 

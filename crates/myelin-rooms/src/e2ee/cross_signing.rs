@@ -98,6 +98,7 @@ impl RoomService {
         self.changes.finish(crate::changes::DEVICE_LISTS_KEY, written.as_ref().ok().copied());
         let stream = written?;
         self.advance_stream(stream);
+        self.announce_device_change(user, None, stream).await;
         Ok(())
     }
 

@@ -74,6 +74,7 @@ impl RoomService {
         self.forget_key_counts(user.as_str(), device.as_str());
         if let Some(stream) = changed? {
             self.advance_stream(stream);
+            self.announce_device_change(user, Some(device.as_str()), stream).await;
         }
         self.one_time_key_counts(user, device).await
     }

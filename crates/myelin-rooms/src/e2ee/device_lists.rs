@@ -45,13 +45,32 @@ impl RoomService {
         Ok((changed, left))
     }
 
-    /// The user's devices changed outside the keys API (renamed): other clients refetch.
+    /// The user's devices changed outside the keys API (a local device renamed, a remote
+    /// user's update): other clients refetch.
     pub async fn device_list_changed(&self, user: &UserId) -> Result<()> {
         self.changes.begin(crate::changes::DEVICE_LISTS_KEY);
         let written = self.store.keys().record_device_list_change(user.as_str()).await;
         self.changes.finish(crate::changes::DEVICE_LISTS_KEY, written.as_ref().ok().copied());
         let stream = written?;
         self.advance_stream(stream);
+        Ok(())
+    }
+
+    /// A local device was renamed: also tells the servers sharing a room with the user.
+    pub async fn device_renamed(&self, user: &UserId, device_id: &str) -> Result<()> {
+        self.device_list_changed(user).await?;
+        let stream = self.store.rooms().max_stream().await?;
+        self.announce_device_change(user, Some(device_id), stream).await;
+        Ok(())
+    }
+
+    /// Local devices were deleted (after `wake_syncs`): the servers sharing a room with the
+    /// user are told.
+    pub async fn devices_deleted(&self, user: &UserId, device_ids: &[String]) -> Result<()> {
+        let stream = self.store.rooms().max_stream().await?;
+        for device_id in device_ids {
+            self.announce_device_change(user, Some(device_id), stream).await;
+        }
         Ok(())
     }
 

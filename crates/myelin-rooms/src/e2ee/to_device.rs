@@ -42,6 +42,7 @@ impl RoomService {
         messages: &[ToDeviceMessage],
     ) -> Result<()> {
         let mut queued: Vec<NewToDevice> = Vec::new();
+        let mut remote: Vec<&ToDeviceMessage> = Vec::new();
         for m in messages {
             let Ok(user) = UserId::parse(m.user_id.as_str()) else {
                 return Err(Error::invalid_param(format!("{} is not a user ID", m.user_id)));
@@ -50,8 +51,10 @@ impl RoomService {
                 return Err(Error::bad_json(format!("the message for {} must be a JSON object", m.user_id)));
             }
             if user.server_name() != self.config.server_name.as_str() {
-                // Delivery to other servers comes with federation; until then they get nothing.
-                tracing::debug!(recipient = %user, "to-device message for a remote user dropped: no federation yet");
+                // Only local senders' messages go on to other servers (not relayed ones).
+                if sender.server_name() == self.config.server_name {
+                    remote.push(m);
+                }
                 continue;
             }
             let devices: Vec<String> = if m.device_id == "*" {
@@ -65,6 +68,9 @@ impl RoomService {
                 }
                 queued.push(NewToDevice { user_id: m.user_id.clone(), device_id, content: m.content.clone() });
             }
+        }
+        if !remote.is_empty() {
+            self.send_remote_to_device(sender, event_type, txn_id, &remote).await;
         }
         let keys: Vec<String> =
             queued.iter().map(|q| crate::changes::to_device_key(&q.user_id, &q.device_id)).collect();

@@ -1,5 +1,5 @@
-//! EDUs: typing notifications and read receipts, to and from the other servers in a room.
-//! (Presence, device list updates and to-device messages over federation are not yet here.)
+//! EDUs: typing notifications and read receipts, to and from the other servers in a room;
+//! Device list and cross-signing key updates, and to-device messages. (Presence is not yet.)
 
 use crate::service::RoomService;
 use ruma::{EventId, RoomId, ServerName, UserId};
@@ -18,6 +18,10 @@ impl RoomService {
             match edu["edu_type"].as_str() {
                 Some("m.typing") => self.receive_typing(origin, content).await,
                 Some("m.receipt") => self.receive_receipts(origin, content).await,
+                Some("m.device_list_update" | "m.signing_key_update" | "org.matrix.signing_key_update") => {
+                    self.receive_device_change(origin, content).await
+                }
+                Some("m.direct_to_device") => self.receive_to_device(origin, content).await,
                 _ => {}
             }
         }
@@ -101,6 +105,129 @@ impl RoomService {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(%room_id, "servers of the room: {e}"),
+        }
+    }
+}
+
+impl RoomService {
+    /// A local user's devices or cross-signing keys changed: the servers sharing a room with
+    /// them are told, and refetch (an empty `prev_id` asks for that).
+    pub(crate) async fn announce_device_change(&self, user: &UserId, device_id: Option<&str>, stream: i64) {
+        let servers = match self.servers_sharing_with(user).await {
+            Ok(servers) if !servers.is_empty() => servers,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%user, "servers sharing a room: {e}");
+                return;
+            }
+        };
+        let edu = match device_id {
+            Some(device_id) => json!({
+                "edu_type": "m.device_list_update",
+                "content": { "user_id": user, "device_id": device_id, "stream_id": stream, "prev_id": [] },
+            }),
+            None => {
+                let mut content = json!({ "user_id": user });
+                for (field, key_type) in [("master_key", "master"), ("self_signing_key", "self_signing")] {
+                    if let Ok(Some(key)) = self.store.keys().cross_signing_key(user.as_str(), key_type).await {
+                        content[field] = serde_json::from_str(&key).unwrap_or_default();
+                    }
+                }
+                json!({ "edu_type": "m.signing_key_update", "content": content })
+            }
+        };
+        if let Err(e) = self.federation.sender.send_edu(&servers, &edu).await {
+            tracing::warn!(%user, "queueing a device list update: {e}");
+        }
+    }
+
+    /// Other servers with a user in a room `user` is joined to.
+    async fn servers_sharing_with(&self, user: &UserId) -> myelin_core::Result<Vec<ruma::OwnedServerName>> {
+        let mut servers: Vec<ruma::OwnedServerName> = Vec::new();
+        for room_id in self.joined_rooms(user).await? {
+            for server in self.servers_in_room(&room_id).await?.iter() {
+                if !servers.contains(server) {
+                    servers.push(server.clone());
+                }
+            }
+        }
+        Ok(servers)
+    }
+
+    /// Another server's user's devices or keys changed: local users sharing a room with them
+    /// see them in `device_lists.changed` and fetch their keys again.
+    async fn receive_device_change(&self, origin: &ServerName, content: &Value) {
+        let Some(user) = content["user_id"].as_str().and_then(|id| UserId::parse(id).ok()) else { return };
+        if user.server_name() != origin {
+            return;
+        }
+        if let Err(e) = self.device_list_changed(&user).await {
+            tracing::warn!(%origin, "device list update not recorded: {e}");
+        }
+    }
+
+    /// To-device messages from another server's user for ours.
+    async fn receive_to_device(&self, origin: &ServerName, content: &Value) {
+        let (Some(sender), Some(kind), Some(message_id)) = (
+            content["sender"].as_str().and_then(|id| UserId::parse(id).ok()),
+            content["type"].as_str(),
+            content["message_id"].as_str(),
+        ) else {
+            return;
+        };
+        if sender.server_name() != origin {
+            return;
+        }
+        let mut messages = Vec::new();
+        for (user, devices) in content["messages"].as_object().into_iter().flatten() {
+            let Ok(user_id) = UserId::parse(user) else { continue };
+            if user_id.server_name() != self.config.server_name {
+                continue;
+            }
+            for (device, message) in devices.as_object().into_iter().flatten() {
+                messages.push(crate::e2ee::ToDeviceMessage {
+                    user_id: user.clone(),
+                    device_id: device.clone(),
+                    content: message.to_string(),
+                });
+            }
+        }
+        // The message ID is unique per sender: a retried EDU is queued once.
+        let device: &ruma::DeviceId = origin.as_str().into();
+        if let Err(e) = self.send_to_device(&sender, device, kind, message_id, &messages).await {
+            tracing::info!(%origin, "to-device EDU not delivered: {e}");
+        }
+    }
+
+    /// To-device messages of a local user for users of other servers: one EDU per server.
+    pub(crate) async fn send_remote_to_device(
+        &self,
+        sender: &UserId,
+        event_type: &str,
+        txn_id: &str,
+        messages: &[&crate::e2ee::ToDeviceMessage],
+    ) {
+        let mut by_server: std::collections::BTreeMap<ruma::OwnedServerName, serde_json::Map<String, Value>> =
+            Default::default();
+        for m in messages {
+            let Ok(user) = UserId::parse(m.user_id.as_str()) else { continue };
+            let content: Value = serde_json::from_str(&m.content).unwrap_or_default();
+            let users = by_server.entry(user.server_name().to_owned()).or_default();
+            let devices = users.entry(m.user_id.clone()).or_insert_with(|| json!({}));
+            devices[m.device_id.as_str()] = content;
+        }
+        for (server, users) in by_server {
+            let edu = json!({
+                "edu_type": "m.direct_to_device",
+                "content": {
+                    "sender": sender, "type": event_type,
+                    "message_id": format!("{sender}/{txn_id}"),
+                    "messages": users,
+                },
+            });
+            if let Err(e) = self.federation.sender.send_edu(std::slice::from_ref(&server), &edu).await {
+                tracing::warn!(%server, "queueing to-device messages: {e}");
+            }
         }
     }
 }

@@ -5,13 +5,14 @@
 use crate::{
     backend_tests,
     common::*,
+    e2ee::{TestKey, device_keys, upload},
     federation::{TestCa, federated},
     rooms::{create_room, send_text},
 };
 use serde_json::{Value, json};
 use std::time::Duration;
 
-backend_tests!(join_and_chat, invites_kicks_and_bans, split_and_heal);
+backend_tests!(join_and_chat, invites_kicks_and_bans, split_and_heal, keys_and_to_device_across);
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -318,4 +319,47 @@ async fn split_and_heal(backend: Backend) {
     let (on_a, on_b) = (topic(&a, &alice).await, topic(&b, &bob).await);
     assert_eq!(on_a, on_b);
     assert!(on_a == "from A" || on_a == "from B", "{on_a}");
+}
+
+async fn keys_and_to_device_across(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, _) = federated(backend, &ca, |_| {}).await;
+    let (b, _) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
+    let (status, body) = b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, first) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+
+    // Bob uploads device keys on B: Alice's sync on A lists him as changed.
+    let key = TestKey::new(Some(&bob.device_id));
+    let (status, body) = upload(&b, &bob, json!({"device_keys": device_keys(&bob, &key)})).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("bob's device list change on A", || async {
+        let (_, sync) = a.get(&format!("/_matrix/client/v3/sync?since={since}"), Some(&alice.token)).await;
+        let changed = sync["device_lists"]["changed"].as_array().cloned().unwrap_or_default();
+        changed.contains(&json!(bob.user_id)).then_some(())
+    })
+    .await;
+
+    // A to-device message from Alice reaches Bob's device on B, once.
+    let path = "/_matrix/client/v3/sendToDevice/m.room_key_request/txn1";
+    let body = json!({"messages": {bob.user_id.clone(): {bob.device_id.clone(): {"secret": 42}}}});
+    let (status, _) = a.put(path, Some(&alice.token), body.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _) = a.put(path, Some(&alice.token), body).await;
+    assert_eq!(status, 200);
+    let events = eventually("the to-device message on B", || async {
+        let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob.token)).await;
+        let events = sync["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["sender"], alice.user_id);
+    assert_eq!(events[0]["type"], "m.room_key_request");
+    assert_eq!(events[0]["content"]["secret"], 42);
 }
