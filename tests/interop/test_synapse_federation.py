@@ -1,10 +1,13 @@
 """Federation with a real Synapse: Myelin and Synapse fetch each other's media over the
-authenticated federation endpoints of Matrix v1.11 (/_matrix/federation/v1/media/*).
+authenticated federation endpoints of Matrix v1.11 (/_matrix/federation/v1/media/*), read
+each other's profiles and device keys, and share rooms: a user of each joins or is invited to
+a room of the other, messages flow both ways through /sync, and Megolm-encrypted messages
+between them decrypt (matrix-nio with vodozemac).
 
 Both servers run on loopback, each named `localhost:<its federation port>` so that the other
 connects straight to that port over TLS (no .well-known, no SRV). Both present one leaf
-certificate for localhost from a throwaway CA made here with openssl, and both trust that CA
-alone. A media fetch exercises the whole of server-to-server auth in both directions: the
+certificate for localhost from a throwaway CA made with openssl (bench/harness/tls.py), and
+both trust that CA alone. A media fetch exercises the whole of server-to-server auth in both directions: the
 fetching server signs its request (X-Matrix), and the serving server fetches the fetcher's
 key from /_matrix/key/v2/server over TLS to check that signature.
 
@@ -20,9 +23,9 @@ import secrets
 import shutil
 import ssl
 import struct
-import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,10 +33,15 @@ import urllib.request
 import pytest
 
 from conftest import REPO, SERVER_LOGS, myelin_bin
+from nio import (EncryptionError, JoinResponse, KeysClaimResponse, KeysQueryResponse,
+                 KeysUploadResponse, MegolmEvent, RoomCreateResponse, RoomKeyEvent,
+                 RoomMessageText, RoomSendResponse, ShareGroupSessionResponse, SyncResponse)
+from nio.crypto import ENCRYPTION_ENABLED
+from test_nio_e2ee import MEGOLM, RecordingClient, ok, registered
 from test_nio_media import png
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
-from harness import common, myelin, synapse  # noqa: E402
+from harness import common, myelin, synapse, tls  # noqa: E402
 
 # Server-side fetches can be slow on a loaded 2-core CI machine (Synapse's own federation
 # timeout is 60 s): our timeout is longer, so a slow server shows up as its own error.
@@ -44,13 +52,6 @@ PASSWORD = "correct horse battery staple"
 # its own pair and is about Myelin, which it then has no binary for.
 pytestmark = pytest.mark.skipif(bool(os.environ.get("INTEROP_HOMESERVER_URL")),
                                 reason="federation needs a Myelin binary, not a given server")
-
-
-@dataclasses.dataclass(frozen=True)
-class Certificates:
-    ca: str  # the CA certificate, the only one either server trusts
-    certificate: str  # leaf for DNS:localhost and IP:127.0.0.1, served by both servers
-    private_key: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,30 +120,6 @@ def media_url(via: Peer, kind: str, origin: Peer, media_id: str) -> str:
 
 # --- the servers -------------------------------------------------------------------------
 
-def run_openssl(*args: str) -> None:
-    done = subprocess.run(["openssl", *args], capture_output=True, text=True)
-    assert done.returncode == 0, f"openssl {' '.join(args)} failed:\n{done.stderr}"
-
-
-OPENSSL_CONFIG = """\
-# Self-contained, so the machine's openssl.cnf adds no extensions of its own.
-[req]
-distinguished_name = dn
-[dn]
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[leaf]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-"""
-
-
 @pytest.fixture(scope="module")
 def certificates():
     """A throwaway CA and one leaf signed by it, in a temp dir removed at the end."""
@@ -151,23 +128,7 @@ def certificates():
         pytest.fail("the openssl command is needed to make the test certificates", pytrace=False)
     directory = tempfile.mkdtemp(prefix="interop-federation-tls-")
     try:
-        def path(name: str) -> str:
-            return os.path.join(directory, name)
-
-        with open(path("openssl.cnf"), "w") as f:
-            f.write(OPENSSL_CONFIG)
-        # P-256 keys: quick to make, and accepted by rustls, OpenSSL and Twisted alike.
-        new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        run_openssl("req", "-x509", "-new", "-config", path("openssl.cnf"), "-extensions", "ca",
-                    *new_key, "-keyout", path("ca.key"), "-out", path("ca.pem"),
-                    "-days", "7", "-subj", "/CN=Myelin interop test CA")
-        run_openssl("req", "-new", "-config", path("openssl.cnf"), *new_key,
-                    "-keyout", path("leaf.key"), "-out", path("leaf.csr"), "-subj", "/CN=localhost")
-        run_openssl("x509", "-req", "-in", path("leaf.csr"), "-CA", path("ca.pem"),
-                    "-CAkey", path("ca.key"), "-set_serial", str(secrets.randbits(63)),
-                    "-days", "7", "-extfile", path("openssl.cnf"), "-extensions", "leaf",
-                    "-out", path("leaf.pem"))
-        yield Certificates(path("ca.pem"), path("leaf.pem"), path("leaf.key"))
+        yield tls.make_certificates(directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -190,37 +151,6 @@ def synapse_peer(certificates):
         hs.stop()
 
 
-def myelin_config(workdir: str, port: int, federation_port: int,
-                  certificates: Certificates) -> str:
-    """The TOML config file; strings are written as JSON strings, which TOML reads alike."""
-    q = json.dumps
-    text = f"""\
-server_name = {q(f"localhost:{federation_port}")}
-listen = {q(f"127.0.0.1:{port}")}
-data_dir = {q(os.path.join(workdir, "data"))}
-
-[registration]
-enabled = true
-
-[rate_limits]
-enabled = false  # tests must not wait on 429s
-
-[federation]
-enabled = true
-listen = {q(f"127.0.0.1:{federation_port}")}
-ip_range_allowlist = ["127.0.0.0/8"]  # Synapse is on loopback, denied by default
-
-[federation.tls]
-certificate = {q(certificates.certificate)}
-private_key = {q(certificates.private_key)}
-extra_ca_file = {q(certificates.ca)}
-"""
-    path = os.path.join(workdir, "myelin.toml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 @pytest.fixture(scope="module")
 def myelin_peer(certificates):
     binary = myelin_bin()
@@ -228,7 +158,7 @@ def myelin_peer(certificates):
         pytest.fail(f"no Myelin binary at {binary} (cargo build, or set MYELIN_BIN)")
     workdir = tempfile.mkdtemp(prefix="interop-myelin-federation-")
     port, federation_port = common.free_port(), common.free_port()
-    config = myelin_config(workdir, port, federation_port, certificates)
+    config = tls.myelin_federation_config(workdir, port, federation_port, certificates)
     SERVER_LOGS["myelin_peer"] = {"Myelin log (end)": os.path.join(workdir, "myelin.log")}
     hs = None
     try:
@@ -261,7 +191,7 @@ DIRECTIONS = [pytest.param("myelin", "synapse", id="synapse-fetches-from-myelin"
 
 # --- the tests ---------------------------------------------------------------------------
 
-def check_server_keys(peer: Peer, certificates: Certificates) -> None:
+def check_server_keys(peer: Peer, certificates: tls.Certificates) -> None:
     """The key endpoint answers over TLS to a strict client that trusts only our CA: the
     certificate setup itself works (when the media tests fail, this tells where)."""
     answer = fetch(f"{peer.federation_url}/_matrix/key/v2/server",
@@ -391,7 +321,6 @@ def test_device_keys_over_federation(peers, origin, via):
 
 def wait_for(what: str, check, timeout: float = 60.0):
     """Polls `check` until it returns something truthy; fails after `timeout` seconds."""
-    import time
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -493,3 +422,163 @@ def test_invite_across_servers(peers, host, guest):
     answer = post_json(guest, f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/join", {})
     assert answer.status == 200, f"{guest.name} accepting: {describe(answer)}"
     wait_for(f"{host.name} to see the join", lambda: guest_user in joined_members(host, room))
+
+
+# --- end-to-end encryption across servers ------------------------------------------------
+
+# Anything that crosses servers: Synapse's federation sender batches with small delays, and
+# a remote /keys/query or /keys/claim waits on the other server.
+E2EE_TIMEOUT = 60.0
+
+
+async def sync_until(client: RecordingClient, done, what: str, timeout: float = E2EE_TIMEOUT):
+    """Syncs with short long-polls until `done()` holds (nio keeps the since token between
+    them, so Synapse's cache of initial syncs never answers); fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{client.report()}")
+        ok(client, await client.sync(timeout=1000), SyncResponse, "sync")
+
+
+async def send_encrypted_across(sender: RecordingClient, receiver: RecordingClient,
+                                room_id: str, body: str):
+    """test_nio_e2ee's exchange, with each request that names the receiver going over
+    federation: /keys/claim takes a one-time key from the receiver's server, the room key
+    travels as an m.direct_to_device EDU, the Megolm event in a transaction. The receiver
+    must decrypt the event, from the sender's verified device, with that room key."""
+    missing = sender.get_missing_sessions(room_id)
+    if missing:
+        assert missing == {receiver.user_id: [receiver.device_id]}, missing
+        claimed = ok(sender, await sender.keys_claim(missing), KeysClaimResponse, "/keys/claim")
+        assert not claimed.failures, f"/keys/claim could not reach a server: {claimed!r}"
+        otk = claimed.one_time_keys.get(receiver.user_id, {}).get(receiver.device_id)
+        assert otk and len(otk) == 1 and next(iter(otk)).startswith("signed_curve25519:"), (
+            f"/keys/claim gave no signed_curve25519 key for {receiver.device_id}: {claimed!r}")
+        assert not sender.get_missing_sessions(room_id), (
+            f"nio opened no Olm session from the claimed key (bad signature?): {claimed!r}")
+
+    shared = ok(sender, await sender.share_group_session(room_id),
+                ShareGroupSessionResponse, "share_group_session")
+    assert (receiver.user_id, receiver.device_id) in shared.users_shared_with, (
+        f"the room key did not go to {receiver.device_id} by /sendToDevice\n{sender.report()}")
+    sent = ok(sender, await sender.room_send(room_id, "m.room.message",
+                                              {"msgtype": "m.text", "body": body}),
+              RoomSendResponse, "send (encrypted)")
+
+    # The event and the room key come by separate federation paths, in either order: an
+    # event that came first stays a MegolmEvent until the key follows, then decrypts.
+    event = None
+    deadline = time.monotonic() + E2EE_TIMEOUT
+    while time.monotonic() < deadline:
+        resp = ok(receiver, await receiver.sync(timeout=1000), SyncResponse, "sync")
+        room = resp.rooms.join.get(room_id)
+        for e in room.timeline.events if room else []:
+            if e.event_id == sent.event_id:
+                event = e
+        if isinstance(event, MegolmEvent):
+            try:
+                event = receiver.decrypt_event(event)
+            except EncryptionError:
+                pass
+        if event is not None and not isinstance(event, MegolmEvent):
+            break
+    assert event is not None, (f"{sent.event_id} never came down {receiver.user_id}'s /sync "
+                               f"within {E2EE_TIMEOUT:.0f} s\n{receiver.report()}")
+    room_keys = [e for e in receiver.to_device if isinstance(e, RoomKeyEvent)]
+    assert isinstance(event, RoomMessageText), (
+        f"{sent.event_id} did not decrypt to a text message: {event!r}\n"
+        f"room keys received by to-device: {room_keys}\n"
+        f"all to-device events received: {receiver.to_device}\n{receiver.report()}")
+    assert event.body == body and event.sender == sender.user_id, event
+    assert event.decrypted and event.session_id, event
+    assert event.verified, f"decrypted, but not from the verified device: {event!r}"
+    assert any(k.sender == sender.user_id and k.room_id == room_id and k.algorithm == MEGOLM
+               and k.session_id == event.session_id for k in room_keys), room_keys
+    return event
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("host, guest", ROOM_DIRECTIONS)
+async def test_encrypted_messages_across_servers(peers, tmp_path, host, guest):
+    """test_nio_e2ee's two real Olm/Megolm clients, one on each server: everything a client
+    needs for end-to-end encryption with a remote user has to cross the federation, each way.
+    The guest's server learns of the host's devices and back through device-list updates
+    and a federated /keys/query (nio checks the signatures of what comes back); the Olm
+    session starts from a one-time key claimed over federation, the room key goes by to-device
+    EDU, and a Megolm-encrypted message each way must decrypt on the other server."""
+    assert ENCRYPTION_ENABLED, "matrix-nio's e2e extra (vodozemac) is not installed"
+    host, guest = peers[host], peers[guest]
+    alice = await registered(host.base_url, tmp_path)  # on the room's server
+    bob = await registered(guest.base_url, tmp_path)
+    clients = ((alice, host), (bob, guest))
+    try:
+        one_time_keys = alice.olm.account.max_one_time_keys  # nio's first upload: a full set
+        for client, peer in clients:
+            uploaded = ok(client, await client.keys_upload(), KeysUploadResponse,
+                          f"/keys/upload to {peer.name}")
+            assert uploaded.signed_curve25519_count == one_time_keys, uploaded
+            ok(client, await client.sync(timeout=0), SyncResponse, "initial sync")
+
+        # Room version 10 (see test_room_across_servers); invited, the guest joins without
+        # a via: its server asks the inviting one.
+        created = ok(alice, await alice.room_create(
+            name=f"E2EE on {host.name}", room_version="10", invite=[bob.user_id],
+            initial_state=[{"type": "m.room.encryption", "state_key": "",
+                            "content": {"algorithm": MEGOLM}}]),
+            RoomCreateResponse, f"room_create on {host.name}")
+        room_id = created.room_id
+        await sync_until(bob, lambda: room_id in bob.invited_rooms,
+                         f"{host.name}'s invite in {guest.name}'s /sync")
+        ok(bob, await bob.join(room_id), JoinResponse, f"join on {guest.name}")
+        await sync_until(bob, lambda: room_id in bob.rooms,
+                         f"the joined room in {guest.name}'s /sync")
+        assert bob.rooms[room_id].encrypted, f"m.room.encryption did not reach {guest.name}"
+
+        def bob_joined() -> bool:
+            room = alice.rooms.get(room_id)
+            return (room is not None and bob.user_id in room.users
+                    and bob.user_id not in room.invited_users)
+
+        await sync_until(alice, bob_joined, f"{guest.name}'s join in {host.name}'s /sync")
+        assert alice.rooms[room_id].encrypted
+
+        # Sharing an encrypted room now, each server must list the other's user in
+        # device_lists.changed, so that clients query the remote user's keys.
+        for me, other in ((alice, bob), (bob, alice)):
+            await sync_until(me, lambda: other.user_id in me.changed_users,
+                             f"{other.user_id} in {me.user_id}'s device_lists.changed")
+
+        # /keys/query for a remote user: the server asks the other one over federation, and
+        # the signed device keys must come back intact (nio rejects a bad signature).
+        for me, other in ((alice, bob), (bob, alice)):
+            assert other.user_id in me.users_for_key_query
+            queried = ok(me, await me.keys_query(), KeysQueryResponse, "/keys/query")
+            assert not queried.failures, f"/keys/query could not reach a server: {queried!r}"
+            device = queried.device_keys.get(other.user_id, {}).get(other.device_id)
+            assert device is not None, f"/keys/query lacks {other.device_id}: {queried!r}"
+            identity = other.olm.account.identity_keys
+            assert device["keys"] == {f"ed25519:{other.device_id}": identity["ed25519"],
+                                      f"curve25519:{other.device_id}": identity["curve25519"]}, device
+            stored = me.device_store[other.user_id].get(other.device_id)
+            assert stored is not None, f"nio rejected {other.device_id}'s keys (signature): {device}"
+            me.verify_device(stored)
+
+        await send_encrypted_across(alice, bob, room_id, f"hello from {host.name}, in secret")
+        # The claim over federation took one of bob's one-time keys on his own server.
+        synced = ok(bob, await bob.sync(timeout=0), SyncResponse, "sync")
+        assert synced.device_key_count.signed_curve25519 == one_time_keys - 1, (
+            f"device_one_time_keys_count after a claim from {host.name}: {synced.device_key_count}")
+
+        await send_encrypted_across(bob, alice, room_id, f"hi from {guest.name}, secretly")
+
+        # Each room key came once: a to-device EDU is delivered once, however the sending
+        # server batches or retries its transactions.
+        for client in (alice, bob):
+            ok(client, await client.sync(timeout=0), SyncResponse, "sync")
+            keys = [e for e in client.to_device if isinstance(e, RoomKeyEvent)]
+            assert len(keys) == 1, f"{client.user_id} got the room key {len(keys)} times: {keys}"
+        assert not alice.refused and not bob.refused, f"{alice.report()}\n{bob.report()}"
+    finally:
+        await alice.close()
+        await bob.close()

@@ -407,15 +407,8 @@ impl RoomService {
 
     /// Events in the client format, in the order given (those that do not exist left out).
     async fn client_events(&self, viewer: Viewer<'_>, ids: Vec<String>) -> Result<Vec<Value>> {
-        let rows = self.store.rooms().events(&ids).await?;
+        let rows = self.rows_with_outliers(&ids).await?;
         let mut by_id: HashMap<String, EventRow> = rows.into_iter().map(|row| (row.event_id.clone(), row)).collect();
-        // State a join over federation brought: outliers, not in this server's timeline.
-        let missing: Vec<String> = ids.iter().filter(|id| !by_id.contains_key(*id)).cloned().collect();
-        if !missing.is_empty() {
-            for row in self.outlier_rows(&missing).await? {
-                by_id.insert(row.event_id.clone(), row);
-            }
-        }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(row) = by_id.remove(&id) {

@@ -268,6 +268,18 @@ impl RoomService {
         rows.into_iter().map(|(id, _, json)| Ok((id.clone(), Pdu::from_stored(&id, &json)?))).collect()
     }
 
+    /// Event rows by ID: timeline events, and outliers for the rest (the state a join over
+    /// federation brought).
+    pub(crate) async fn rows_with_outliers(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {
+        let mut rows = self.store.rooms().events(event_ids).await?;
+        if rows.len() < event_ids.len() {
+            let found: std::collections::HashSet<String> = rows.iter().map(|row| row.event_id.clone()).collect();
+            let missing: Vec<String> = event_ids.iter().filter(|id| !found.contains(*id)).cloned().collect();
+            rows.extend(self.outlier_rows(&missing).await?);
+        }
+        Ok(rows)
+    }
+
     /// Outliers (events known but not in the timeline) as event rows: no stream position, and
     /// no state group of their own.
     pub(crate) async fn outlier_rows(&self, event_ids: &[String]) -> Result<Vec<EventRow>> {

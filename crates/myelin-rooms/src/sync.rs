@@ -396,7 +396,7 @@ impl RoomService {
         } else {
             Vec::new()
         };
-        let state_rows = rooms.events(&state_ids).await?;
+        let state_rows = self.rows_with_outliers(&state_ids).await?;
         let state_extras = self.extras(&state_rows, viewer).await?;
         let mut state = Vec::with_capacity(state_rows.len());
         for row in &state_rows {

@@ -95,6 +95,15 @@ async fn join_and_chat(backend: Backend) {
         members(&a, &alice, &room).await.get(&bob.user_id).is_some().then_some(())
     })
     .await;
+    // Bob's first sync on B carries the room's state (stored as outliers by the join).
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob.token)).await;
+    let joined = &sync["rooms"]["join"][&room];
+    let mut events = joined["state"]["events"].as_array().cloned().unwrap_or_default();
+    events.extend(joined["timeline"]["events"].as_array().cloned().unwrap_or_default());
+    for kind in ["m.room.create", "m.room.name", "m.room.power_levels", "m.room.join_rules"] {
+        assert!(events.iter().any(|e| e["type"] == kind), "no {kind} in {joined}");
+    }
+    assert!(events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == alice.user_id), "{joined}");
     let (_, name) = b.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob.token)).await;
     assert_eq!(name["name"], "Lobby", "{name}");
 
@@ -329,7 +338,8 @@ async fn keys_and_to_device_across(backend: Backend) {
     let bob = b.register("bob").await;
     let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
     let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
-    let (status, body) = b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
     assert_eq!(status, 200, "{body}");
     let (_, first) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
     let since = first["next_batch"].as_str().unwrap().to_owned();
