@@ -132,7 +132,22 @@ impl RoomService {
     }
 
     /// Asks to join a room whose join rule is `knock` (room versions 7+).
-    pub async fn knock(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<OwnedEventId> {
+    pub async fn knock(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+        via: &[OwnedServerName],
+    ) -> Result<OwnedEventId> {
+        if !self.is_resident(room_id).await? {
+            let mut servers = via.to_vec();
+            if let Some(server) = room_id.server_name().filter(|s| *s != self.config.server_name) {
+                servers.push(server.to_owned());
+            }
+            if !servers.is_empty() {
+                return self.knock_remote(user, room_id, &servers, reason).await;
+            }
+        }
         let room = self.known_room(room_id).await?;
         let _lock = self.lock(room_id).await;
         match self.membership_of(room_id, user).await?.as_deref() {

@@ -429,7 +429,7 @@ impl RoomService {
     async fn stripped_state(&self, room_id: &RoomId, membership: &MembershipRow) -> Result<Vec<Value>> {
         // An invite to a room on another server: the state its server sent with the invite.
         let mut remote: Vec<Value> = Vec::new();
-        if membership.membership == "invite"
+        if matches!(membership.membership.as_str(), "invite" | "knock")
             && let Some(invite) = self.store.federation().remote_invite(room_id.as_str(), &membership.user_id).await?
             && invite.event_id == membership.event_id
         {

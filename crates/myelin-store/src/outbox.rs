@@ -129,9 +129,14 @@ impl Federation<'_> {
         }))
     }
 
-    /// Records a local user's invite to a remote room, with the membership row that makes it
-    /// show in /sync, in one transaction.
-    pub async fn save_remote_invite(&self, invite: &RemoteInviteRow, event_json: &str) -> Result<i64> {
+    /// Records a local user's invite to (or knock on) a remote room, with the membership row
+    /// (`membership`: "invite" or "knock") that makes it show in /sync, in one transaction.
+    pub async fn save_remote_invite(
+        &self,
+        invite: &RemoteInviteRow,
+        membership: &str,
+        event_json: &str,
+    ) -> Result<i64> {
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let stream_ordering = next_counter!(tx, "stream");
@@ -159,7 +164,7 @@ impl Federation<'_> {
             .await?;
             sqlx::query(
                 "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                 VALUES ($1, $2, 'invite', $3, $4, FALSE)
+                 VALUES ($1, $2, $5, $3, $4, FALSE)
                  ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
                    event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = FALSE",
             )
@@ -167,6 +172,7 @@ impl Federation<'_> {
             .bind(&invite.user_id)
             .bind(&invite.event_id)
             .bind(stream_ordering)
+            .bind(membership)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

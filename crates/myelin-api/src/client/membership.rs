@@ -35,8 +35,9 @@ async fn knock(
     request: Ruma<knock_room::Request>,
 ) -> ApiResult<knock_room::Response> {
     let identity = request.identity()?;
-    let room_id = services.rooms.resolve_room(&request.body.room_id_or_alias).await?;
-    services.rooms.knock(&identity.user_id, &room_id, request.body.reason.as_deref()).await?;
+    let (room_id, mut servers) = services.rooms.resolve_room_and_servers(&request.body.room_id_or_alias).await?;
+    servers.extend(request.body.via.iter().cloned());
+    services.rooms.knock(&identity.user_id, &room_id, request.body.reason.as_deref(), &servers).await?;
     Ok(knock_room::Response::new(room_id).into())
 }
 

@@ -16,8 +16,9 @@ use ruma::{
             get_room_state_ids::v1 as room_state_ids,
         },
         membership::{
-            create_invite::v2 as invite, create_join_event::v2 as send_join, create_leave_event::v2 as send_leave,
-            prepare_join_event::v1 as make_join, prepare_leave_event::v1 as make_leave,
+            create_invite::v2 as invite, create_join_event::v2 as send_join, create_knock_event::v1 as send_knock,
+            create_leave_event::v2 as send_leave, prepare_join_event::v1 as make_join,
+            prepare_knock_event::v1 as make_knock, prepare_leave_event::v1 as make_leave,
         },
         transactions::send_transaction_message::v1 as send_transaction,
     },
@@ -32,6 +33,8 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<invite::Request, _, _>(put_invite)
         .ruma::<make_leave::Request, _, _>(get_make_leave)
         .ruma::<send_leave::Request, _, _>(put_send_leave)
+        .ruma::<make_knock::Request, _, _>(get_make_knock)
+        .ruma::<send_knock::Request, _, _>(put_send_knock)
         .ruma::<room_state_ids::Request, _, _>(get_state_ids)
         .ruma::<room_state::Request, _, _>(get_state)
         .ruma::<get_event::Request, _, _>(get_one_event)
@@ -206,4 +209,35 @@ async fn put_send_leave(
         serde_json::from_str(body.pdu.get()).map_err(|e| Error::bad_json(format!("the event: {e}")))?;
     services.rooms.send_leave(&origin, &body.room_id, &body.event_id, json).await?;
     Ok(send_leave::Response::new().into())
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`
+async fn get_make_knock(
+    State(services): State<Arc<Services>>,
+    request: Federated<make_knock::Request>,
+) -> ApiResult<make_knock::Response> {
+    let origin = request.origin()?.clone();
+    let body = &request.body;
+    let template = services.rooms.make_knock(&origin, &body.room_id, &body.user_id, &body.ver).await?;
+    let event = serde_json::value::to_raw_value(&template.event).map_err(Error::internal)?;
+    Ok(make_knock::Response::new(template.room_version, event).into())
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
+async fn put_send_knock(
+    State(services): State<Arc<Services>>,
+    request: Federated<send_knock::Request>,
+) -> ApiResult<send_knock::Response> {
+    let origin = request.origin()?.clone();
+    let body = request.body;
+    let json: CanonicalJsonObject =
+        serde_json::from_str(body.pdu.get()).map_err(|e| Error::bad_json(format!("the event: {e}")))?;
+    let stripped = services.rooms.send_knock(&origin, &body.room_id, &body.event_id, json).await?;
+    #[allow(deprecated)]
+    let state = stripped
+        .iter()
+        .filter_map(|value| serde_json::value::to_raw_value(value).ok())
+        .map(|raw| ruma::api::federation::membership::RawStrippedState::Stripped(ruma::serde::Raw::from_json(raw)))
+        .collect();
+    Ok(send_knock::Response::new(state).into())
 }

@@ -75,7 +75,7 @@ impl RoomService {
             room_version: version.to_string(),
             stripped: Value::from(stripped).to_string(),
         };
-        let stream = self.store.federation().save_remote_invite(&invite, &signed.canonical_json()).await?;
+        let stream = self.store.federation().save_remote_invite(&invite, "invite", &signed.canonical_json()).await?;
         self.advance_stream(stream);
         Ok(json)
     }
@@ -90,6 +90,10 @@ impl RoomService {
             return Ok(None);
         };
         let server = invite_pdu.sender.server_name().to_owned();
+        // Withdrawing a knock (our own event) is not supported over federation yet.
+        if server == self.config.server_name {
+            return Ok(None);
+        }
         let template =
             self.federation.client.send(&server, make_leave::Request::new(room_id.to_owned(), user.to_owned())).await?;
         let version = match template.room_version {
@@ -115,6 +119,23 @@ impl RoomService {
         Ok(Some(event_id))
     }
 
+    /// The stripped state invitees and knockers see of a room state (the spec's list).
+    pub(crate) async fn stripped_of(&self, state: &myelin_store::StateMap) -> Result<Vec<Value>> {
+        let ids: Vec<String> = crate::sync::STRIPPED_STATE
+            .iter()
+            .filter_map(|kind| state.get(&((*kind).to_owned(), String::new())).cloned())
+            .collect();
+        let events = self.cached_pdus(&ids).await?;
+        Ok(events
+            .values()
+            .map(|p| {
+                json!({
+                    "type": p.kind.to_string(), "state_key": p.state_key, "content": p.content_value(), "sender": p.sender,
+                })
+            })
+            .collect())
+    }
+
     /// A local event inviting a user of another server: that server signs it too (and may
     /// refuse). Returns the event with both signatures.
     pub(crate) async fn countersign_invite(
@@ -130,19 +151,13 @@ impl RoomService {
         {
             return Ok(pdu);
         }
-        let ids: Vec<String> = crate::sync::STRIPPED_STATE
-            .iter()
-            .filter_map(|kind| state.get(&((*kind).to_owned(), String::new())).cloned())
-            .collect();
-        let events = self.cached_pdus(&ids).await?;
         #[allow(deprecated)]
-        let stripped: Vec<RawStrippedState> = events
-            .values()
-            .filter_map(|p| {
-                let value = json!({
-                    "type": p.kind.to_string(), "state_key": p.state_key, "content": p.content_value(), "sender": p.sender,
-                });
-                Some(RawStrippedState::Stripped(Raw::from_json(serde_json::value::to_raw_value(&value).ok()?)))
+        let stripped: Vec<RawStrippedState> = self
+            .stripped_of(state)
+            .await?
+            .iter()
+            .filter_map(|value| {
+                Some(RawStrippedState::Stripped(Raw::from_json(serde_json::value::to_raw_value(value).ok()?)))
             })
             .collect();
         let event = RawValue::from_string(pdu.canonical_json()).map_err(Error::internal)?;
@@ -174,7 +189,7 @@ impl RoomService {
 }
 
 /// An invite's stripped state event, from either form (stripped, or a full PDU since v1.16).
-fn stripped_event(state: &RawStrippedState) -> Option<Value> {
+pub(crate) fn stripped_event(state: &RawStrippedState) -> Option<Value> {
     #[allow(deprecated)]
     let raw = match state {
         RawStrippedState::Stripped(raw) => raw.json().get(),

@@ -6,6 +6,7 @@ mod edus;
 mod incoming;
 mod invites;
 mod join;
+mod knock;
 mod serve;
 
 pub use incoming::PduResults;

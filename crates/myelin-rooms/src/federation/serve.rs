@@ -66,7 +66,7 @@ impl RoomService {
 
     /// A membership event of `user` (of `origin`) on the room's latest events, unsigned, if
     /// the auth rules would let it through now.
-    async fn member_template(
+    pub(crate) async fn member_template(
         &self,
         room: &crate::RoomInfo,
         origin: &ServerName,

@@ -12,7 +12,7 @@ use crate::{
 use serde_json::{Value, json};
 use std::time::Duration;
 
-backend_tests!(join_and_chat, invites_kicks_and_bans, split_and_heal, keys_and_to_device_across);
+backend_tests!(join_and_chat, invites_kicks_and_bans, knocks_across, split_and_heal, keys_and_to_device_across);
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -372,4 +372,43 @@ async fn keys_and_to_device_across(backend: Backend) {
     assert_eq!(events[0]["sender"], alice.user_id);
     assert_eq!(events[0]["type"], "m.room_key_request");
     assert_eq!(events[0]["content"]["secret"], 42);
+}
+
+async fn knocks_across(backend: Backend) {
+    let ca = TestCa::new();
+    let (a, _) = federated(backend, &ca, |_| {}).await;
+    let (b, _) = federated(backend, &ca, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "private_chat", "name": "Knock here",
+               "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
+    let (status, body) = b
+        .post(&format!("/_matrix/client/v3/knock/{room}?via={a_name}"), Some(&bob.token), json!({"reason": "hi"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_membership(&a, &room, &bob.user_id).await.as_deref(), Some("knock"));
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob.token)).await;
+    let knock = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    let events = knock.as_array().unwrap_or_else(|| panic!("no knock in {sync}"));
+    assert!(events.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock here"), "{knock}");
+
+    // Alice lets Bob in: invite, then his join.
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.token), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_membership(&a, &room, &bob.user_id).await.as_deref(), Some("join"));
+
+    // A room whose rules do not allow knocking: refused.
+    let closed = create_room(&a, &alice, json!({"preset": "private_chat"})).await;
+    let refused = b.post(&format!("/_matrix/client/v3/knock/{closed}?via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_error(&refused, 403, "M_FORBIDDEN");
 }

@@ -1,0 +1,134 @@
+//! Knocking across servers (room versions 7+): a local user knocks on a room elsewhere
+//! (`make_knock`, sign, `send_knock`; the stripped state answered is shown in /sync), and
+//! other servers' users knock on ours.
+
+use crate::{
+    federation::invites::stripped_event,
+    service::{RoomInfo, RoomService},
+};
+use myelin_core::{Error, ErrorKind, Result};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName,
+    UserId,
+    api::federation::membership::{create_knock_event::v1 as send_knock, prepare_knock_event::v1 as make_knock},
+};
+use serde_json::{Value, json};
+
+impl RoomService {
+    /// A knock event for a user of `origin`, if the room's version and rules allow knocking.
+    pub async fn make_knock(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user: &UserId,
+        versions: &[RoomVersionId],
+    ) -> Result<super::JoinTemplate> {
+        if user.server_name() != origin {
+            return Err(Error::forbidden(format!("{origin} cannot knock for {user}")));
+        }
+        let room = self.known_room(room_id).await?;
+        self.check_server_acl(room_id, origin).await?;
+        if !versions.contains(&room.version) || !room.rules.authorization.knocking {
+            return Err(Error::new(
+                http::StatusCode::BAD_REQUEST,
+                ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(
+                    room.version.clone(),
+                )),
+                format!("knocking on a room of version {} is not possible for your server", room.version),
+            ));
+        }
+        let template = self.member_template(&room, origin, user, json!({ "membership": "knock" })).await?;
+        Ok(super::JoinTemplate { room_version: room.version, event: template })
+    }
+
+    /// A knock signed by `origin`'s server, checked and persisted; answers the room's stripped
+    /// state for the knocker.
+    pub async fn send_knock(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        json: CanonicalJsonObject,
+    ) -> Result<Vec<Value>> {
+        let room = self.known_room(room_id).await?;
+        self.check_server_acl(room_id, origin).await?;
+        if super::event_id_of(&json, &room)? != event_id {
+            return Err(Error::bad_json("the event ID does not match the event"));
+        }
+        let pdu = self.verify_pdu(&room, json.clone()).await?;
+        if pdu.sender.server_name() != origin
+            || pdu.kind.to_string() != "m.room.member"
+            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+            || pdu.content_value()["membership"] != "knock"
+        {
+            return Err(Error::bad_json("not a knock of a user of the requesting server"));
+        }
+        self.receive_pdu(origin, &room, json, false).await?;
+        if self.membership_of(room_id, &pdu.sender).await?.as_deref() != Some("knock") {
+            return Err(Error::forbidden("the knock is not allowed by the room's current state"));
+        }
+        let state = self.head(&room).await?.state;
+        self.stripped_of(&state).await
+    }
+
+    /// Knocks on a room this server is not in, through the first of `servers` that answers.
+    pub(crate) async fn knock_remote(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        servers: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        let mut last_error = Error::not_found("no server could take your knock to the room");
+        for server in servers.iter().filter(|s| **s != self.config.server_name) {
+            match self.knock_through(user, room_id, server, reason).await {
+                Ok(event_id) => return Ok(event_id),
+                Err(e) if matches!(e.kind(), Some(ErrorKind::Forbidden)) => return Err(e),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn knock_through(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        server: &ServerName,
+        reason: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        let mut request = make_knock::Request::new(room_id.to_owned(), user.to_owned());
+        request.ver = crate::supported_room_versions();
+        let template = self.federation.client.send(server, request).await?;
+        let version = template.room_version;
+        let rules = version
+            .rules()
+            .filter(|_| crate::supported_room_versions().contains(&version))
+            .ok_or_else(|| Error::bad_json(format!("room version {version} is not supported here")))?;
+        let room = RoomInfo { room_id: room_id.to_owned(), version, rules };
+        let mut content = self.member_content_with_profile(user, "knock").await?;
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        let event = self.sign_template(&room, template.event.get(), content)?;
+        let event_id = super::event_id_of(&event, &room)?;
+        let raw = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;
+        let answer = self
+            .federation
+            .client
+            .send(server, send_knock::Request::new(room_id.to_owned(), event_id.clone(), raw))
+            .await?;
+        let stripped: Vec<Value> = answer.knock_room_state.iter().filter_map(stripped_event).collect();
+        let knock = myelin_store::RemoteInviteRow {
+            room_id: room_id.to_string(),
+            user_id: user.to_string(),
+            event_id: event_id.to_string(),
+            room_version: room.version.to_string(),
+            stripped: Value::from(stripped).to_string(),
+        };
+        let json = CanonicalJsonValue::Object(event).to_string();
+        let stream = self.store.federation().save_remote_invite(&knock, "knock", &json).await?;
+        self.advance_stream(stream);
+        Ok(event_id)
+    }
+}
