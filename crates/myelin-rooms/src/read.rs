@@ -562,8 +562,23 @@ impl RoomService {
         let limit = limit.clamp(1, 1000);
         // The store's bounds are exclusive stream positions (see `parse_token` for the tokens').
         let (from_bound, to_bound) = if forwards { (start, to.map(|t| t + 1)) } else { (start + 1, to) };
-        let rows =
+        let mut rows =
             self.store.rooms().events_in_room(room_id.as_str(), from_bound, to_bound, forwards, limit as i64).await?;
+        // Paging back past the room's earliest local event: its history is asked of the other
+        // servers in the room, then read like the rest.
+        if !forwards && rows.len() < limit && to.is_none() {
+            match self.backfill(room_id).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    rows = self
+                        .store
+                        .rooms()
+                        .events_in_room(room_id.as_str(), from_bound, to_bound, forwards, limit as i64)
+                        .await?;
+                }
+                Err(e) => tracing::info!(%room_id, "backfill: {e}"),
+            }
+        }
         let end = (rows.len() == limit)
             .then(|| {
                 rows.last().map(|row| make_token(if forwards { row.stream_ordering } else { row.stream_ordering - 1 }))

@@ -616,6 +616,72 @@ impl Rooms<'_> {
         )))
     }
 
+    /// Stores an event of the room's history fetched from another server (backfill): a
+    /// stream position below zero, below every earlier one; nothing of the room's current
+    /// state or extremities changes. A known event is left alone (false).
+    pub async fn persist_backfilled(&self, e: &NewEvent, state_group: i64) -> Result<bool> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let known: Option<i64> = sqlx::query_scalar("SELECT stream_ordering FROM events WHERE event_id = $1")
+                .bind(&e.event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_some() {
+                return Ok(false);
+            }
+            let stream_ordering = -next_counter!(tx, "backfill");
+            sqlx::query(concat!(
+                "INSERT INTO events (",
+                event_columns!(),
+                ", redacts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .bind(&e.event_id)
+            .bind(&e.room_id)
+            .bind(stream_ordering)
+            .bind(e.depth)
+            .bind(&e.event_type)
+            .bind(&e.state_key)
+            .bind(&e.sender)
+            .bind(e.origin_server_ts)
+            .bind(state_group)
+            .bind(state_group)
+            .bind(&e.json)
+            .bind(&e.redacts)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((relates_to, rel_type)) = &e.relation {
+                sqlx::query(
+                    "INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                )
+                .bind(&e.event_id)
+                .bind(relates_to)
+                .bind(rel_type)
+                .bind(&e.room_id)
+                .bind(&e.event_type)
+                .bind(&e.sender)
+                .bind(stream_ordering)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// The room's earliest event in this server's timeline.
+    pub async fn earliest_event(&self, room_id: &str) -> Result<Option<EventRow>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM events WHERE room_id = $1 ORDER BY stream_ordering ASC LIMIT 1",
+                event_columns!()
+            )))
+            .bind(room_id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// The JSON of events by ID, timeline events and outliers alike: (event ID, room ID, JSON).
     pub async fn pdu_jsons(&self, event_ids: &[String]) -> Result<Vec<(String, String, String)>> {
         Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
@@ -737,7 +803,8 @@ impl Rooms<'_> {
                 event_columns!()
             )
         };
-        let bound = to.unwrap_or(if forwards { i64::MAX } else { 0 });
+        // Backfilled history sits below zero.
+        let bound = to.unwrap_or(if forwards { i64::MAX } else { i64::MIN });
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(room_id)
@@ -1188,7 +1255,8 @@ impl Rooms<'_> {
              ORDER BY r.stream_ordering {order} LIMIT $6",
             event_columns!().split(", ").map(|c| format!("e.{}", c.trim())).collect::<Vec<_>>().join(", ")
         );
-        let bound = to.unwrap_or(if forwards { i64::MAX } else { 0 });
+        // Backfilled history sits below zero.
+        let bound = to.unwrap_or(if forwards { i64::MAX } else { i64::MIN });
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(parent)

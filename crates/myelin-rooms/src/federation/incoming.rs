@@ -138,7 +138,12 @@ impl RoomService {
 
     /// The auth rules against the event's own auth events (fetched from `origin` when
     /// unknown): a failure rejects it.
-    async fn check_against_auth_events(&self, origin: &ServerName, room: &RoomInfo, pdu: &Pdu) -> Result<()> {
+    pub(crate) async fn check_against_auth_events(
+        &self,
+        origin: &ServerName,
+        room: &RoomInfo,
+        pdu: &Pdu,
+    ) -> Result<()> {
         let ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
         let mut auth = self.cached_pdus(&ids).await?;
         if auth.len() < ids.len() {

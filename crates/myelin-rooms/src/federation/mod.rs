@@ -2,6 +2,7 @@
 //! what comes in (PDUs checked as the spec's "checks performed on receipt"), joining rooms
 //! that live elsewhere, and the DAG served to other servers.
 
+mod backfill;
 mod edus;
 mod incoming;
 mod invites;

@@ -107,6 +107,14 @@ async fn join_and_chat(backend: Backend) {
     let (_, name) = b.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob.token)).await;
     assert_eq!(name["name"], "Lobby", "{name}");
 
+    // History from before Bob's join is fetched from A when he pages back (backfill), with
+    // the room's creation at its start.
+    let history = messages(&b, &bob, &room).await;
+    assert_eq!(history, vec!["before bob".to_owned()]);
+    let (_, page) = b.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"), Some(&bob.token)).await;
+    let chunk = page["chunk"].as_array().unwrap();
+    assert_eq!(chunk.last().unwrap()["type"], "m.room.create", "{page}");
+
     // Messages both ways.
     send_text(&a, &alice, &room, "t2", "hello bob").await;
     eventually("alice's message on B", || async {
