@@ -1,5 +1,6 @@
-//! Presence of local users: set by clients or by `/sync`'s `set_presence`, seen by the users
-//! who share a room with them (delivered by `/sync`), and read with `GET /presence/…/status`.
+//! Presence: set by clients or by `/sync`'s `set_presence` (and sent to the servers sharing a
+//! room with the user), or by other servers for theirs; seen by the users who share a room
+//! with them (delivered by `/sync`), and read with `GET /presence/…/status`.
 
 use crate::service::RoomService;
 use myelin_core::{Error, Result, util::now_ms};
@@ -17,14 +18,29 @@ impl RoomService {
             return Err(Error::invalid_param(format!("unknown presence {state}")));
         }
         let now = now_ms();
-        self.changes.begin(crate::changes::PRESENCE_KEY);
-        let written = self.store.rooms().set_presence(user.as_str(), state, status_msg, now).await;
-        self.changes.finish(crate::changes::PRESENCE_KEY, written.as_ref().ok().copied());
-        let stream = written?;
+        self.write_presence(user, state, status_msg, now).await?;
         self.presence_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(user.to_owned(), (state.to_owned(), now));
+        if user.server_name() == self.config.server_name {
+            self.send_presence_edu(user, state, status_msg).await;
+        }
+        Ok(())
+    }
+
+    /// Stores a presence (a local user's, or one another server sent) and wakes syncs.
+    pub(crate) async fn write_presence(
+        &self,
+        user: &UserId,
+        state: &str,
+        status_msg: Option<&str>,
+        active_ts: i64,
+    ) -> Result<()> {
+        self.changes.begin(crate::changes::PRESENCE_KEY);
+        let written = self.store.rooms().set_presence(user.as_str(), state, status_msg, active_ts).await;
+        self.changes.finish(crate::changes::PRESENCE_KEY, written.as_ref().ok().copied());
+        let stream = written?;
         self.advance_stream(stream);
         Ok(())
     }

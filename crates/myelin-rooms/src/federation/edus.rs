@@ -1,5 +1,5 @@
 //! EDUs: typing notifications and read receipts, to and from the other servers in a room;
-//! Device list and cross-signing key updates, and to-device messages. (Presence is not yet.)
+//! presence; device list and cross-signing key updates, and to-device messages.
 
 use crate::service::RoomService;
 use ruma::{EventId, RoomId, ServerName, UserId};
@@ -22,6 +22,7 @@ impl RoomService {
                     self.receive_device_change(origin, content).await
                 }
                 Some("m.direct_to_device") => self.receive_to_device(origin, content).await,
+                Some("m.presence") => self.receive_presence(origin, content).await,
                 _ => {}
             }
         }
@@ -227,6 +228,40 @@ impl RoomService {
             });
             if let Err(e) = self.federation.sender.send_edu(std::slice::from_ref(&server), &edu).await {
                 tracing::warn!(%server, "queueing to-device messages: {e}");
+            }
+        }
+    }
+
+    /// A local user's presence, for the servers sharing a room with them.
+    pub(crate) async fn send_presence_edu(&self, user: &UserId, state: &str, status_msg: Option<&str>) {
+        let servers = match self.servers_sharing_with(user).await {
+            Ok(servers) if !servers.is_empty() => servers,
+            _ => return,
+        };
+        let mut update = json!({
+            "user_id": user, "presence": state, "last_active_ago": 0, "currently_active": state == "online",
+        });
+        if let Some(status) = status_msg {
+            update["status_msg"] = json!(status);
+        }
+        let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+        if let Err(e) = self.federation.sender.send_edu(&servers, &edu).await {
+            tracing::warn!(%user, "queueing a presence update: {e}");
+        }
+    }
+
+    /// Presence of another server's users.
+    async fn receive_presence(&self, origin: &ServerName, content: &Value) {
+        for update in content["push"].as_array().into_iter().flatten() {
+            let Some(user) = update["user_id"].as_str().and_then(|id| UserId::parse(id).ok()) else { continue };
+            let Some(state) = update["presence"].as_str() else { continue };
+            if user.server_name() != origin || !matches!(state, "online" | "unavailable" | "offline") {
+                continue;
+            }
+            let ago = update["last_active_ago"].as_i64().unwrap_or(0).max(0);
+            let active = myelin_core::util::now_ms() - ago;
+            if let Err(e) = self.write_presence(&user, state, update["status_msg"].as_str(), active).await {
+                tracing::debug!(%origin, "presence EDU ignored: {e}");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Rooms across Myelin servers on loopback: joining a room of another server (by alias and
-//! by ID with `via`), messages, typing and receipts both ways, invites, kicks and bans, a
-//! leave, and a network split healed once the stopped server is back.
+//! by ID with `via`), history backfilled, messages, typing, receipts and presence both ways,
+//! invites (accepted and declined), knocks, kicks and bans, a leave, device keys and
+//! to-device messages across, and a network split healed once the stopped server is back.
 
 use crate::{
     backend_tests,
@@ -380,6 +381,22 @@ async fn keys_and_to_device_across(backend: Backend) {
     assert_eq!(events[0]["sender"], alice.user_id);
     assert_eq!(events[0]["type"], "m.room_key_request");
     assert_eq!(events[0]["content"]["secret"], 42);
+
+    // Bob's presence on B reaches A.
+    let (status, _) = b
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", bob.user_id),
+            Some(&bob.token),
+            json!({"presence": "unavailable", "status_msg": "lunch"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("bob's presence on A", || async {
+        let (status, presence) =
+            a.get(&format!("/_matrix/client/v3/presence/{}/status", bob.user_id), Some(&alice.token)).await;
+        (status == 200 && presence["presence"] == "unavailable" && presence["status_msg"] == "lunch").then_some(())
+    })
+    .await;
 }
 
 async fn knocks_across(backend: Backend) {
