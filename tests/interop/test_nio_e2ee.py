@@ -14,6 +14,7 @@ records each request that the server refused: a failure names the request and th
 """
 
 import secrets
+import time
 
 import pytest
 from nio import (AsyncClient, AsyncClientConfig, EncryptionError, ErrorResponse, JoinResponse,
@@ -79,14 +80,18 @@ async def sync_until(client: RecordingClient, predicate, what: str, attempts: in
     raise AssertionError(f"{what}: never came\n{client.report()}")
 
 
-async def exchange(sender: RecordingClient, receiver: RecordingClient, room_id: str, body: str):
-    """`sender` sends an encrypted text to the room; `receiver` must decrypt it."""
+async def exchange(sender: RecordingClient, receiver: RecordingClient, room_id: str, body: str,
+                   timeout: float = 30.0):
+    """`sender` sends an encrypted text to the room; `receiver` must decrypt it, from the
+    sender's verified device, with the room key that came by to-device, within `timeout` s.
+    (test_synapse_federation.py runs it with the two clients on different servers.)"""
     # An Olm session to each of the receiver's devices needs one of its one-time keys, unless
     # one exists already (the receiver of an earlier pre-key message reuses that session).
     missing = sender.get_missing_sessions(room_id)
     if missing:
         assert missing == {receiver.user_id: [receiver.device_id]}, missing
         claimed = ok(sender, await sender.keys_claim(missing), KeysClaimResponse, "/keys/claim")
+        assert not claimed.failures, f"/keys/claim could not reach a server: {claimed!r}"
         otk = claimed.one_time_keys.get(receiver.user_id, {}).get(receiver.device_id)
         assert otk and len(otk) == 1 and next(iter(otk)).startswith("signed_curve25519:"), (
             f"/keys/claim gave no signed_curve25519 key for {receiver.device_id}: {claimed!r}")
@@ -106,8 +111,9 @@ async def exchange(sender: RecordingClient, receiver: RecordingClient, room_id: 
     # The key may come in the same /sync as the event (nio reads to_device first) or, since
     # nothing orders the two streams, in a later one: then the held event is decrypted again.
     event = None
-    for _ in range(10):
-        resp = ok(receiver, await receiver.sync(timeout=3000), SyncResponse, "sync")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = ok(receiver, await receiver.sync(timeout=1000), SyncResponse, "sync")
         room = resp.rooms.join.get(room_id)
         for e in room.timeline.events if room else []:
             if e.event_id == sent.event_id:
@@ -119,7 +125,8 @@ async def exchange(sender: RecordingClient, receiver: RecordingClient, room_id: 
                 pass
         if event is not None and not isinstance(event, MegolmEvent):
             break
-    assert event is not None, f"{sent.event_id} never came down /sync\n{receiver.report()}"
+    assert event is not None, (f"{sent.event_id} never came down {receiver.user_id}'s /sync "
+                               f"within {timeout:.0f} s\n{receiver.report()}")
     room_keys = [e for e in receiver.to_device if isinstance(e, RoomKeyEvent)]
     assert isinstance(event, RoomMessageText), (
         f"{sent.event_id} did not decrypt to a text message: {event!r}\n"

@@ -33,11 +33,10 @@ import urllib.request
 import pytest
 
 from conftest import REPO, SERVER_LOGS, myelin_bin
-from nio import (EncryptionError, JoinResponse, KeysClaimResponse, KeysQueryResponse,
-                 KeysUploadResponse, MegolmEvent, RoomCreateResponse, RoomKeyEvent,
-                 RoomMessageText, RoomSendResponse, ShareGroupSessionResponse, SyncResponse)
+from nio import (JoinResponse, KeysQueryResponse, KeysUploadResponse, RoomCreateResponse,
+                 RoomKeyEvent, SyncResponse)
 from nio.crypto import ENCRYPTION_ENABLED
-from test_nio_e2ee import MEGOLM, RecordingClient, ok, registered
+from test_nio_e2ee import MEGOLM, RecordingClient, exchange, ok, registered
 from test_nio_media import png
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
@@ -441,63 +440,6 @@ async def sync_until(client: RecordingClient, done, what: str, timeout: float = 
         ok(client, await client.sync(timeout=1000), SyncResponse, "sync")
 
 
-async def send_encrypted_across(sender: RecordingClient, receiver: RecordingClient,
-                                room_id: str, body: str):
-    """test_nio_e2ee's exchange, with each request that names the receiver going over
-    federation: /keys/claim takes a one-time key from the receiver's server, the room key
-    travels as an m.direct_to_device EDU, the Megolm event in a transaction. The receiver
-    must decrypt the event, from the sender's verified device, with that room key."""
-    missing = sender.get_missing_sessions(room_id)
-    if missing:
-        assert missing == {receiver.user_id: [receiver.device_id]}, missing
-        claimed = ok(sender, await sender.keys_claim(missing), KeysClaimResponse, "/keys/claim")
-        assert not claimed.failures, f"/keys/claim could not reach a server: {claimed!r}"
-        otk = claimed.one_time_keys.get(receiver.user_id, {}).get(receiver.device_id)
-        assert otk and len(otk) == 1 and next(iter(otk)).startswith("signed_curve25519:"), (
-            f"/keys/claim gave no signed_curve25519 key for {receiver.device_id}: {claimed!r}")
-        assert not sender.get_missing_sessions(room_id), (
-            f"nio opened no Olm session from the claimed key (bad signature?): {claimed!r}")
-
-    shared = ok(sender, await sender.share_group_session(room_id),
-                ShareGroupSessionResponse, "share_group_session")
-    assert (receiver.user_id, receiver.device_id) in shared.users_shared_with, (
-        f"the room key did not go to {receiver.device_id} by /sendToDevice\n{sender.report()}")
-    sent = ok(sender, await sender.room_send(room_id, "m.room.message",
-                                              {"msgtype": "m.text", "body": body}),
-              RoomSendResponse, "send (encrypted)")
-
-    # The event and the room key come by separate federation paths, in either order: an
-    # event that came first stays a MegolmEvent until the key follows, then decrypts.
-    event = None
-    deadline = time.monotonic() + E2EE_TIMEOUT
-    while time.monotonic() < deadline:
-        resp = ok(receiver, await receiver.sync(timeout=1000), SyncResponse, "sync")
-        room = resp.rooms.join.get(room_id)
-        for e in room.timeline.events if room else []:
-            if e.event_id == sent.event_id:
-                event = e
-        if isinstance(event, MegolmEvent):
-            try:
-                event = receiver.decrypt_event(event)
-            except EncryptionError:
-                pass
-        if event is not None and not isinstance(event, MegolmEvent):
-            break
-    assert event is not None, (f"{sent.event_id} never came down {receiver.user_id}'s /sync "
-                               f"within {E2EE_TIMEOUT:.0f} s\n{receiver.report()}")
-    room_keys = [e for e in receiver.to_device if isinstance(e, RoomKeyEvent)]
-    assert isinstance(event, RoomMessageText), (
-        f"{sent.event_id} did not decrypt to a text message: {event!r}\n"
-        f"room keys received by to-device: {room_keys}\n"
-        f"all to-device events received: {receiver.to_device}\n{receiver.report()}")
-    assert event.body == body and event.sender == sender.user_id, event
-    assert event.decrypted and event.session_id, event
-    assert event.verified, f"decrypted, but not from the verified device: {event!r}"
-    assert any(k.sender == sender.user_id and k.room_id == room_id and k.algorithm == MEGOLM
-               and k.session_id == event.session_id for k in room_keys), room_keys
-    return event
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("host, guest", ROOM_DIRECTIONS)
 async def test_encrypted_messages_across_servers(peers, tmp_path, host, guest):
@@ -564,13 +506,16 @@ async def test_encrypted_messages_across_servers(peers, tmp_path, host, guest):
             assert stored is not None, f"nio rejected {other.device_id}'s keys (signature): {device}"
             me.verify_device(stored)
 
-        await send_encrypted_across(alice, bob, room_id, f"hello from {host.name}, in secret")
+        # Each request naming the receiver goes over federation here: /keys/claim takes a
+        # one-time key from its server, the room key travels as an m.direct_to_device EDU,
+        # the Megolm event in a transaction, in either order.
+        await exchange(alice, bob, room_id, f"hello from {host.name}, in secret", E2EE_TIMEOUT)
         # The claim over federation took one of bob's one-time keys on his own server.
         synced = ok(bob, await bob.sync(timeout=0), SyncResponse, "sync")
         assert synced.device_key_count.signed_curve25519 == one_time_keys - 1, (
             f"device_one_time_keys_count after a claim from {host.name}: {synced.device_key_count}")
 
-        await send_encrypted_across(bob, alice, room_id, f"hi from {guest.name}, secretly")
+        await exchange(bob, alice, room_id, f"hi from {guest.name}, secretly", E2EE_TIMEOUT)
 
         # Each room key came once: a to-device EDU is delivered once, however the sending
         # server batches or retries its transactions.
