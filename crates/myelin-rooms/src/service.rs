@@ -103,6 +103,21 @@ pub struct RoomInfo {
     pub rules: RoomVersionRules,
 }
 
+impl RoomInfo {
+    /// A room of another server in `version`, which must be one this server supports.
+    pub(crate) fn remote(room_id: &RoomId, version: RoomVersionId) -> Result<RoomInfo> {
+        let supported = crate::supported_room_versions().contains(&version);
+        let rules = version.rules().filter(|_| supported).ok_or_else(|| {
+            Error::new(
+                http::StatusCode::BAD_REQUEST,
+                myelin_core::ErrorKind::UnsupportedRoomVersion,
+                format!("the room's version {version} is not supported here"),
+            )
+        })?;
+        Ok(RoomInfo { room_id: room_id.to_owned(), version, rules })
+    }
+}
+
 /// The device and transaction ID a client sent an event with.
 #[derive(Debug, Clone)]
 pub struct Txn {
@@ -526,24 +541,10 @@ impl RoomService {
         };
         let json = pdu.canonical_json();
         let push_actions = self.push_actions(&room.room_id, &room.rules, pdu, &json, &before).await?;
-        let event = myelin_store::NewEvent {
-            event_id: pdu.event_id.to_string(),
-            room_id: room.room_id.to_string(),
-            depth: pdu.depth,
-            event_type: pdu.kind.to_string(),
-            state_key: pdu.state_key.clone(),
-            sender: pdu.sender.to_string(),
-            origin_server_ts: i64::from(pdu.origin_server_ts.0),
-            redacts: pdu.redacts.as_ref().map(ToString::to_string),
-            json,
-            state_before: Some(before_group),
-            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
-            txn: None,
-            relation: relation_of(&pdu.content_value()),
-            new_room: None,
-            push_actions,
-            current_state: reset,
-        };
+        let mut event = stored_event(pdu, Some(before_group), json);
+        event.prev_events = pdu.prev_events.iter().map(ToString::to_string).collect();
+        event.push_actions = push_actions;
+        event.current_state = reset;
         let is_member = pdu.kind.to_string() == "m.room.member";
         let members_key = is_member.then(|| crate::changes::members_key(room.room_id.as_str()));
         if let Some(key) = &members_key {
@@ -604,6 +605,29 @@ impl RoomService {
     /// Remembers a room this server just learned of (a join over federation).
     pub(crate) fn remember_room(&self, info: RoomInfo) {
         lock_map(&self.infos).insert(info.room_id.clone(), info);
+    }
+}
+
+/// An event from another server as the store takes it (no client transaction, no new room;
+/// prev events, push actions and state reset left empty for the caller).
+pub(crate) fn stored_event(pdu: &Pdu, state_before: Option<i64>, json: String) -> myelin_store::NewEvent {
+    myelin_store::NewEvent {
+        event_id: pdu.event_id.to_string(),
+        room_id: pdu.room_id.to_string(),
+        depth: pdu.depth,
+        event_type: pdu.kind.to_string(),
+        state_key: pdu.state_key.clone(),
+        sender: pdu.sender.to_string(),
+        origin_server_ts: i64::from(pdu.origin_server_ts.0),
+        redacts: pdu.redacts.as_ref().map(ToString::to_string),
+        json,
+        state_before,
+        prev_events: Vec::new(),
+        txn: None,
+        relation: relation_of(&pdu.content_value()),
+        new_room: None,
+        push_actions: Vec::new(),
+        current_state: None,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::{
     Result,
     db::{BeginWrite, next_counter, on_db},
     federation::Federation,
+    rooms::{insert_outlier, upsert_membership},
 };
 
 /// A PDU or EDU waiting for its destination.
@@ -140,15 +141,7 @@ impl Federation<'_> {
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let stream_ordering = next_counter!(tx, "stream");
-            sqlx::query(
-                "INSERT INTO outlier_events (event_id, room_id, json) VALUES ($1, $2, $3)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&invite.event_id)
-            .bind(&invite.room_id)
-            .bind(event_json)
-            .execute(&mut *tx)
-            .await?;
+            insert_outlier!(tx, &invite.event_id, &invite.room_id, event_json);
             sqlx::query(
                 "INSERT INTO remote_invites (room_id, user_id, event_id, room_version, stripped)
                  VALUES ($1, $2, $3, $4, $5)
@@ -162,19 +155,7 @@ impl Federation<'_> {
             .bind(&invite.stripped)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                 VALUES ($1, $2, $5, $3, $4, FALSE)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                   event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = FALSE",
-            )
-            .bind(&invite.room_id)
-            .bind(&invite.user_id)
-            .bind(&invite.event_id)
-            .bind(stream_ordering)
-            .bind(membership)
-            .execute(&mut *tx)
-            .await?;
+            upsert_membership!(tx, &invite.room_id, &invite.user_id, membership, &invite.event_id, stream_ordering);
             tx.commit().await?;
             Ok(stream_ordering)
         })
@@ -199,15 +180,7 @@ impl Federation<'_> {
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let stream_ordering = next_counter!(tx, "stream");
-            sqlx::query(
-                "INSERT INTO outlier_events (event_id, room_id, json) VALUES ($1, $2, $3)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(event_id)
-            .bind(room_id)
-            .bind(json)
-            .execute(&mut *tx)
-            .await?;
+            insert_outlier!(tx, event_id, room_id, json);
             sqlx::query("DELETE FROM remote_invites WHERE room_id = $1 AND user_id = $2")
                 .bind(room_id)
                 .bind(user_id)

@@ -140,6 +140,88 @@ macro_rules! event_columns {
     };
 }
 
+/// Inserts the row of event `$e` (a `NewEvent`) at `$stream` with its state groups, in `$tx`.
+macro_rules! insert_event_row {
+    ($tx:ident, $e:expr, $stream:expr, $before:expr, $after:expr) => {
+        sqlx::query(concat!(
+            "INSERT INTO events (",
+            event_columns!(),
+            ", redacts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&$e.event_id)
+        .bind(&$e.room_id)
+        .bind($stream)
+        .bind($e.depth)
+        .bind(&$e.event_type)
+        .bind(&$e.state_key)
+        .bind(&$e.sender)
+        .bind($e.origin_server_ts)
+        .bind($before)
+        .bind($after)
+        .bind(&$e.json)
+        .bind(&$e.redacts)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+/// Records `$e`'s `m.relates_to` (if any) at `$stream`, in `$tx`.
+macro_rules! insert_relation {
+    ($tx:ident, $e:expr, $stream:expr) => {
+        if let Some((relates_to, rel_type)) = &$e.relation {
+            sqlx::query(
+                "INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&$e.event_id)
+            .bind(relates_to)
+            .bind(rel_type)
+            .bind(&$e.room_id)
+            .bind(&$e.event_type)
+            .bind(&$e.sender)
+            .bind($stream)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
+/// Sets a user's membership of a room (event and stream position; not forgotten), in `$tx`.
+macro_rules! upsert_membership {
+    ($tx:ident, $room:expr, $user:expr, $membership:expr, $event_id:expr, $stream:expr) => {
+        sqlx::query(
+            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+             VALUES ($1, $2, $3, $4, $5, FALSE)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+               event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = FALSE",
+        )
+        .bind($room)
+        .bind($user)
+        .bind($membership)
+        .bind($event_id)
+        .bind($stream)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use upsert_membership;
+
+/// Keeps an event as an outlier (left alone when known), in `$tx`.
+macro_rules! insert_outlier {
+    ($tx:ident, $event_id:expr, $room:expr, $json:expr) => {
+        sqlx::query(
+            "INSERT INTO outlier_events (event_id, room_id, json) VALUES ($1, $2, $3)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind($event_id)
+        .bind($room)
+        .bind($json)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use insert_outlier;
+
 /// Parameters of one event in a group commit.
 const MESSAGE_PARAMS: usize = 16;
 
@@ -443,45 +525,14 @@ impl Rooms<'_> {
                             .ok()
                             .and_then(|v| v["content"]["membership"].as_str().map(str::to_owned))
                             .unwrap_or_else(|| "leave".to_owned());
-                        sqlx::query(
-                            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                             VALUES ($1, $2, $3, $4, $5, FALSE)
-                             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                               event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
-                               forgotten = FALSE",
-                        )
-                        .bind(&e.room_id)
-                        .bind(state_key)
-                        .bind(&membership)
-                        .bind(&e.event_id)
-                        .bind(stream_ordering)
-                        .execute(&mut *tx)
-                        .await?;
+                        upsert_membership!(tx, &e.room_id, state_key, &membership, &e.event_id, stream_ordering);
                     }
                     id
                 }
                 (None, Some(before)) => before,
                 (None, None) => return Err(crate::Error::Corrupt("a non-state event needs a state before it".into())),
             };
-            sqlx::query(concat!(
-                "INSERT INTO events (",
-                event_columns!(),
-                ", redacts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ))
-            .bind(&e.event_id)
-            .bind(&e.room_id)
-            .bind(stream_ordering)
-            .bind(e.depth)
-            .bind(&e.event_type)
-            .bind(&e.state_key)
-            .bind(&e.sender)
-            .bind(e.origin_server_ts)
-            .bind(e.state_before.unwrap_or(state_after))
-            .bind(state_after)
-            .bind(&e.json)
-            .bind(&e.redacts)
-            .execute(&mut *tx)
-            .await?;
+            insert_event_row!(tx, e, stream_ordering, e.state_before.unwrap_or(state_after), state_after);
             for prev in &e.prev_events {
                 sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
                     .bind(&e.room_id)
@@ -494,21 +545,7 @@ impl Rooms<'_> {
                 .bind(&e.event_id)
                 .execute(&mut *tx)
                 .await?;
-            if let Some((relates_to, rel_type)) = &e.relation {
-                sqlx::query(
-                    "INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&e.event_id)
-                .bind(relates_to)
-                .bind(rel_type)
-                .bind(&e.room_id)
-                .bind(&e.event_type)
-                .bind(&e.sender)
-                .bind(stream_ordering)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_relation!(tx, e, stream_ordering);
             if let Some((user_id, device_id, txn_id)) = &e.txn {
                 sqlx::query(
                     "INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4, $5)",
@@ -535,20 +572,7 @@ impl Rooms<'_> {
                     .await?;
                 }
                 for (user_id, membership, event_id) in &reset.memberships {
-                    sqlx::query(
-                        "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                         VALUES ($1, $2, $3, $4, $5, FALSE)
-                         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                           event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
-                           forgotten = FALSE",
-                    )
-                    .bind(&e.room_id)
-                    .bind(user_id)
-                    .bind(membership)
-                    .bind(event_id)
-                    .bind(stream_ordering)
-                    .execute(&mut *tx)
-                    .await?;
+                    upsert_membership!(tx, &e.room_id, user_id, membership, event_id, stream_ordering);
                 }
             }
             for action in &e.push_actions {
@@ -630,40 +654,8 @@ impl Rooms<'_> {
                 return Ok(false);
             }
             let stream_ordering = -next_counter!(tx, "backfill");
-            sqlx::query(concat!(
-                "INSERT INTO events (",
-                event_columns!(),
-                ", redacts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ))
-            .bind(&e.event_id)
-            .bind(&e.room_id)
-            .bind(stream_ordering)
-            .bind(e.depth)
-            .bind(&e.event_type)
-            .bind(&e.state_key)
-            .bind(&e.sender)
-            .bind(e.origin_server_ts)
-            .bind(state_group)
-            .bind(state_group)
-            .bind(&e.json)
-            .bind(&e.redacts)
-            .execute(&mut *tx)
-            .await?;
-            if let Some((relates_to, rel_type)) = &e.relation {
-                sqlx::query(
-                    "INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-                )
-                .bind(&e.event_id)
-                .bind(relates_to)
-                .bind(rel_type)
-                .bind(&e.room_id)
-                .bind(&e.event_type)
-                .bind(&e.sender)
-                .bind(stream_ordering)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_event_row!(tx, e, stream_ordering, state_group, state_group);
+            insert_relation!(tx, e, stream_ordering);
             tx.commit().await?;
             Ok(true)
         })
@@ -696,15 +688,7 @@ impl Rooms<'_> {
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             for (event_id, json) in events {
-                sqlx::query(
-                    "INSERT INTO outlier_events (event_id, room_id, json) VALUES ($1, $2, $3)
-                     ON CONFLICT (event_id) DO NOTHING",
-                )
-                .bind(event_id)
-                .bind(room_id)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
+                insert_outlier!(tx, event_id, room_id, json);
             }
             tx.commit().await?;
         });

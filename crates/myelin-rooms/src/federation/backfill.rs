@@ -56,24 +56,7 @@ impl RoomService {
                     tracing::info!(%server, event_id = %pdu.event_id, "a backfilled event was refused: {e}");
                     continue;
                 }
-                let event = myelin_store::NewEvent {
-                    event_id: pdu.event_id.to_string(),
-                    room_id: room_id.to_string(),
-                    depth: pdu.depth,
-                    event_type: pdu.kind.to_string(),
-                    state_key: pdu.state_key.clone(),
-                    sender: pdu.sender.to_string(),
-                    origin_server_ts: i64::from(pdu.origin_server_ts.0),
-                    redacts: pdu.redacts.as_ref().map(ToString::to_string),
-                    json: pdu.canonical_json(),
-                    state_before: Some(earliest.state_before),
-                    prev_events: Vec::new(),
-                    txn: None,
-                    relation: crate::service::relation_of(&pdu.content_value()),
-                    new_room: None,
-                    push_actions: Vec::new(),
-                    current_state: None,
-                };
+                let event = crate::service::stored_event(&pdu, Some(earliest.state_before), pdu.canonical_json());
                 if self.store.rooms().persist_backfilled(&event, earliest.state_before).await? {
                     stored += 1;
                 }

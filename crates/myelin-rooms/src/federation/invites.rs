@@ -100,8 +100,7 @@ impl RoomService {
             Some(version) => version,
             None => RoomVersionId::try_from(invite.room_version.as_str()).map_err(Error::internal)?,
         };
-        let rules = version.rules().ok_or_else(|| Error::bad_json(format!("unknown room version {version}")))?;
-        let room = RoomInfo { room_id: room_id.to_owned(), version, rules };
+        let room = RoomInfo::remote(room_id, version)?;
         let event = self.sign_template(&room, template.event.get(), serde_json::json!({ "membership": "leave" }))?;
         let event_id = super::event_id_of(&event, &room)?;
         let raw = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;

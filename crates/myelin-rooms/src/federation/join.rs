@@ -72,16 +72,7 @@ impl RoomService {
         let mut request = make_join::Request::new(room_id.to_owned(), user.to_owned());
         request.ver = crate::supported_room_versions();
         let template = self.federation.client.send(server, request).await?;
-        let version = template.room_version.unwrap_or(ruma::RoomVersionId::V1);
-        let rules =
-            version.rules().filter(|_| crate::supported_room_versions().contains(&version)).ok_or_else(|| {
-                Error::new(
-                    http::StatusCode::BAD_REQUEST,
-                    myelin_core::ErrorKind::UnsupportedRoomVersion,
-                    format!("the room's version {version} is not supported here"),
-                )
-            })?;
-        let room = RoomInfo { room_id: room_id.to_owned(), version, rules };
+        let room = RoomInfo::remote(room_id, template.room_version.unwrap_or(ruma::RoomVersionId::V1))?;
 
         // The template, completed and signed by this server.
         let mut content = self.member_content_with_profile(user, "join").await?;
@@ -152,29 +143,15 @@ impl RoomService {
             .unwrap_or_default();
         let reset = self.state_reset_with(&events, &after);
         let json = join.canonical_json();
-        let new_event = myelin_store::NewEvent {
-            event_id: join.event_id.to_string(),
+        let mut new_event = crate::service::stored_event(&join, Some(before_group), json);
+        new_event.prev_events = join.prev_events.iter().map(ToString::to_string).collect();
+        new_event.new_room = Some(myelin_store::NewRoom {
             room_id: room_id.to_string(),
-            depth: join.depth,
-            event_type: "m.room.member".into(),
-            state_key: Some(user.to_string()),
-            sender: user.to_string(),
-            origin_server_ts: i64::from(join.origin_server_ts.0),
-            redacts: None,
-            json,
-            state_before: Some(before_group),
-            prev_events: join.prev_events.iter().map(ToString::to_string).collect(),
-            txn: None,
-            relation: None,
-            new_room: Some(myelin_store::NewRoom {
-                room_id: room_id.to_string(),
-                room_version: room.version.to_string(),
-                creator,
-                created_ts: myelin_core::util::now_ms(),
-            }),
-            push_actions: Vec::new(),
-            current_state: Some(reset),
-        };
+            room_version: room.version.to_string(),
+            creator,
+            created_ts: myelin_core::util::now_ms(),
+        });
+        new_event.current_state = Some(reset);
         let members_key = crate::changes::members_key(room_id.as_str());
         self.changes.begin(&members_key);
         let persisted = self.store.rooms().persist_event(&new_event).await;

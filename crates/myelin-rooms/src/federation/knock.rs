@@ -50,24 +50,11 @@ impl RoomService {
         event_id: &EventId,
         json: CanonicalJsonObject,
     ) -> Result<Vec<Value>> {
-        let room = self.known_room(room_id).await?;
-        self.check_server_acl(room_id, origin).await?;
-        if super::event_id_of(&json, &room)? != event_id {
-            return Err(Error::bad_json("the event ID does not match the event"));
-        }
-        let pdu = self.verify_pdu(&room, json.clone()).await?;
-        if pdu.sender.server_name() != origin
-            || pdu.kind.to_string() != "m.room.member"
-            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
-            || pdu.content_value()["membership"] != "knock"
-        {
-            return Err(Error::bad_json("not a knock of a user of the requesting server"));
-        }
-        self.receive_pdu(origin, &room, json, false).await?;
+        let pdu = self.receive_own_membership(origin, room_id, event_id, json, "knock").await?;
         if self.membership_of(room_id, &pdu.sender).await?.as_deref() != Some("knock") {
             return Err(Error::forbidden("the knock is not allowed by the room's current state"));
         }
-        let state = self.head(&room).await?.state;
+        let state = self.head(&self.known_room(room_id).await?).await?.state;
         self.stripped_of(&state).await
     }
 
@@ -100,12 +87,7 @@ impl RoomService {
         let mut request = make_knock::Request::new(room_id.to_owned(), user.to_owned());
         request.ver = crate::supported_room_versions();
         let template = self.federation.client.send(server, request).await?;
-        let version = template.room_version;
-        let rules = version
-            .rules()
-            .filter(|_| crate::supported_room_versions().contains(&version))
-            .ok_or_else(|| Error::bad_json(format!("room version {version} is not supported here")))?;
-        let room = RoomInfo { room_id: room_id.to_owned(), version, rules };
+        let room = RoomInfo::remote(room_id, template.room_version)?;
         let mut content = self.member_content_with_profile(user, "knock").await?;
         if let Some(reason) = reason {
             content["reason"] = reason.into();

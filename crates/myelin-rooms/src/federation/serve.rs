@@ -125,6 +125,20 @@ impl RoomService {
         event_id: &EventId,
         json: CanonicalJsonObject,
     ) -> Result<()> {
+        self.receive_own_membership(origin, room_id, event_id, json, "leave").await?;
+        Ok(())
+    }
+
+    /// A membership event (`membership`) of a user of `origin` for themselves, sent to us to
+    /// enter the room (`send_leave`, `send_knock`): checked and persisted like any PDU.
+    pub(crate) async fn receive_own_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        json: CanonicalJsonObject,
+        membership: &str,
+    ) -> Result<Pdu> {
         let room = self.known_room(room_id).await?;
         self.check_server_acl(room_id, origin).await?;
         if super::event_id_of(&json, &room)? != event_id {
@@ -134,12 +148,11 @@ impl RoomService {
         if pdu.sender.server_name() != origin
             || pdu.kind.to_string() != "m.room.member"
             || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
-            || pdu.content_value()["membership"] != "leave"
+            || pdu.content_value()["membership"] != membership
         {
-            return Err(Error::bad_json("not a leave event of a user of the requesting server"));
+            return Err(Error::bad_json(format!("not a {membership} of a user of the requesting server")));
         }
-        self.receive_pdu(origin, &room, json, false).await?;
-        Ok(())
+        self.receive_pdu(origin, &room, json, false).await
     }
 
     /// A join signed by `origin`'s server: checked and persisted like any PDU, then answered
