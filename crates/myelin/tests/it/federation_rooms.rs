@@ -74,12 +74,34 @@ async fn state_ids(server: &TestServer, user: &User, room: &str) -> Vec<String> 
     ids
 }
 
-async fn join_and_chat(backend: Backend) {
+/// Two federating servers A and B, alice on A and bob on B; A's server name.
+struct Pair {
+    _ca: TestCa,
+    a: TestServer,
+    b: TestServer,
+    alice: User,
+    bob: User,
+    a_name: String,
+}
+
+async fn pair(backend: Backend) -> Pair {
     let ca = TestCa::new();
     let (a, a_name) = federated(backend, &ca, |_| {}).await;
     let (b, _) = federated(backend, &ca, |_| {}).await;
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
+    Pair { _ca: ca, a, b, alice, bob, a_name }
+}
+
+/// `user` of `server` joins `room` through `via`, which must succeed.
+async fn join_via(server: &TestServer, user: &User, room: &str, via: &str) {
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/join/{room}?via={via}"), Some(&user.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn join_and_chat(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
     let room =
         create_room(&a, &alice, json!({"room_alias_name": "lobby", "preset": "public_chat", "name": "Lobby"})).await;
     send_text(&a, &alice, &room, "t1", "before bob").await;
@@ -196,15 +218,10 @@ async fn join_and_chat(backend: Backend) {
 }
 
 async fn invites_kicks_and_bans(backend: Backend) {
-    let ca = TestCa::new();
-    let (a, _) = federated(backend, &ca, |_| {}).await;
-    let (b, _) = federated(backend, &ca, |_| {}).await;
-    let alice = a.register("alice").await;
-    let bob = b.register("bob").await;
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
     let room = create_room(&a, &alice, json!({"preset": "private_chat", "name": "Secret"})).await;
 
     // Not invited: a private room cannot be joined from B.
-    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
     let refused = b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
     assert_error(&refused, 403, "M_FORBIDDEN");
 
@@ -260,16 +277,9 @@ async fn invites_kicks_and_bans(backend: Backend) {
 }
 
 async fn split_and_heal(backend: Backend) {
-    let ca = TestCa::new();
-    let (a, _) = federated(backend, &ca, |_| {}).await;
-    let (b, _) = federated(backend, &ca, |_| {}).await;
-    let alice = a.register("alice").await;
-    let bob = b.register("bob").await;
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
     let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
-    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
-    let (status, body) =
-        b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    join_via(&b, &bob, &room, &a_name).await;
     // Bob gets power to change the topic, then the network splits: B stops.
     let (status, body) = a
         .put(
@@ -340,16 +350,9 @@ async fn split_and_heal(backend: Backend) {
 }
 
 async fn keys_and_to_device_across(backend: Backend) {
-    let ca = TestCa::new();
-    let (a, _) = federated(backend, &ca, |_| {}).await;
-    let (b, _) = federated(backend, &ca, |_| {}).await;
-    let alice = a.register("alice").await;
-    let bob = b.register("bob").await;
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
     let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
-    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
-    let (status, body) =
-        b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob.token), json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    join_via(&b, &bob, &room, &a_name).await;
     let (_, first) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
     let since = first["next_batch"].as_str().unwrap().to_owned();
 
@@ -400,11 +403,7 @@ async fn keys_and_to_device_across(backend: Backend) {
 }
 
 async fn knocks_across(backend: Backend) {
-    let ca = TestCa::new();
-    let (a, _) = federated(backend, &ca, |_| {}).await;
-    let (b, _) = federated(backend, &ca, |_| {}).await;
-    let alice = a.register("alice").await;
-    let bob = b.register("bob").await;
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
     let room = create_room(
         &a,
         &alice,
@@ -412,7 +411,6 @@ async fn knocks_across(backend: Backend) {
                "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
     )
     .await;
-    let a_name = alice.user_id.split_once(':').unwrap().1.to_owned();
     let (status, body) = b
         .post(&format!("/_matrix/client/v3/knock/{room}?via={a_name}"), Some(&bob.token), json!({"reason": "hi"}))
         .await;
