@@ -140,6 +140,23 @@ macro_rules! event_columns {
     };
 }
 
+/// Writes every entry of `$state` (a `&StateMap`) into state group `$id`, in `$tx`.
+macro_rules! insert_group_entries {
+    ($tx:ident, $id:expr, $state:expr) => {
+        for ((event_type, key), event_id) in $state {
+            sqlx::query(
+                "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
+            )
+            .bind($id)
+            .bind(event_type)
+            .bind(key)
+            .bind(event_id)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 /// Inserts the row of event `$e` (a `NewEvent`) at `$stream` with its state groups, in `$tx`.
 macro_rules! insert_event_row {
     ($tx:ident, $e:expr, $stream:expr, $before:expr, $after:expr) => {
@@ -485,18 +502,7 @@ impl Rooms<'_> {
                         .await?;
                         if let Some(prev) = before {
                             let state = load_state!(tx, prev);
-                            for ((event_type, key), event_id) in &state {
-                                sqlx::query(
-                                    "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
-                                     VALUES ($1, $2, $3, $4)",
-                                )
-                                .bind(id)
-                                .bind(event_type)
-                                .bind(key)
-                                .bind(event_id)
-                                .execute(&mut *tx)
-                                .await?;
-                            }
+                            insert_group_entries!(tx, id, &state);
                         }
                     }
                     sqlx::query(
@@ -706,18 +712,7 @@ impl Rooms<'_> {
                 .bind(room_id)
                 .execute(&mut *tx)
                 .await?;
-            for ((event_type, key), event_id) in state {
-                sqlx::query(
-                    "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id)
-                .bind(event_type)
-                .bind(key)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_group_entries!(tx, id, state);
             tx.commit().await?;
             Ok(id)
         })
