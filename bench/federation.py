@@ -12,13 +12,14 @@ set-up, not measured). Then:
   room on S1   a new user of M2 joins it (POST /join/{roomId}?via=S1), then one of S2
   room on M1   a new user of S2 joins it, then one of M2
 
-Timed: from the POST /join to its 200 answer on the joining server: make_join, send_join (the
-resident's state and auth chain, N+ events), checking it (signatures, auth rules) and storing
-it. Each join is one shot (a server joins a room once). Checked after each join, untimed:
-the joining server lists all N+1 members. Synapse is asked for the full state (it asks for
-partial state, `omit_members`, only as the joining server; Myelin answers with the full state
-whatever it is asked, so S2's join of M1's room is a full-state join too; S1 answers M2's
-request in full because M2 does not ask for less).
+Timed: from the POST /join until the joining server lists all the room's members
+(GET /joined_members, polled): make_join, send_join (the resident's state and auth chain, N+
+events), checking it (signatures, auth rules) and storing it. Myelin's join answers only then.
+Synapse joining a Synapse room asks for partial state (`omit_members`, "faster joins"): its
+join answers early and the rest of the state follows in the background, so the time until
+the whole room is there is what compares; the answer time is shown beside it. Myelin
+answers every send_join with the full state, so S2's join of M1's room is a full join. Each
+join is one shot (a server joins a room once).
 
 A benchmark program, not a test: it prints figures and the target (Myelin joins at least 5x
 faster than Synapse) and exits 0 whatever they are. --quick: N = 300.
@@ -98,20 +99,26 @@ def fill_room(base: str, members: int) -> str:
     return room
 
 
-def timed_join(joiner_base: str, room: str, via: str, expect: int) -> float:
+def timed_join(joiner_base: str, room: str, via: str, expect: int) -> tuple[float, float]:
+    """(seconds until the join answers, seconds until the joining server lists every member)."""
     _, token = register(joiner_base, "joiner" + secrets.token_hex(3))
     path = f"/_matrix/client/v3/join/{urllib.parse.quote(room)}?via={urllib.parse.quote(via)}"
+    members_path = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/joined_members"
     started = time.monotonic()
     status, answer = call(joiner_base, "POST", path, token, {})
-    seconds = time.monotonic() - started
+    joined = time.monotonic() - started
     if status != 200:
         raise RuntimeError(f"join: {status} {answer}")
-    status, members = call(joiner_base, "GET",
-                           f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/joined_members", token)
-    count = len(members.get("joined", {}))
-    if status != 200 or count != expect:
-        raise RuntimeError(f"after the join the joining server lists {count} members, not {expect}")
-    return seconds
+    # Synapse joins a Synapse room with partial state (members omitted) and fetches the rest
+    # in the background: the room is whole when the member list is.
+    count = 0
+    while time.monotonic() - started < 600:
+        status, members = call(joiner_base, "GET", members_path, token)
+        count = len(members.get("joined", {})) if status == 200 else 0
+        if count >= expect:
+            return joined, time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"after the join the joining server lists {count} members, not {expect}")
 
 
 def main() -> None:
@@ -162,7 +169,7 @@ def main() -> None:
             log(f"[bench] {label}")
             try:
                 results[label] = timed_join(base, room, via, expect)
-                log(f"    {results[label]:.2f} s")
+                log(f"    answered in {results[label][0]:.2f} s, whole room in {results[label][1]:.2f} s")
             except Exception as e:  # noqa: BLE001 - reported in the table
                 results[label] = f"error: {e}"[:300]
                 log(f"    ERROR {results[label]}")
@@ -174,14 +181,17 @@ def main() -> None:
 
     def seconds(label: str) -> str:
         value = results.get(label)
-        return f"{value:.2f} s" if isinstance(value, float) else str(value)
+        if isinstance(value, tuple):
+            answered, whole = value
+            return f"{whole:.2f} s" if whole - answered < 0.05 else f"{whole:.2f} s (answered {answered:.2f} s)"
+        return str(value)
 
     def ratio(mine: str, theirs: str) -> str:
         a, b = results.get(mine), results.get(theirs)
-        if not (isinstance(a, float) and isinstance(b, float)) or a <= 0:
+        if not (isinstance(a, tuple) and isinstance(b, tuple)) or a[1] <= 0:
             return "-"
-        verdict = "met" if b / a >= TARGET else "missed"
-        return f"{b / a:.1f}x ({verdict}: >= {TARGET:.0f}x)"
+        verdict = "met" if b[1] / a[1] >= TARGET else "missed"
+        return f"{b[1] / a[1]:.1f}x ({verdict}: >= {TARGET:.0f}x)"
 
     head = ["room (resident)", "members", "Myelin joins", "Synapse joins", "Myelin faster by"]
     rows = [

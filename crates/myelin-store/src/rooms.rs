@@ -1195,6 +1195,22 @@ impl Rooms<'_> {
         }))
     }
 
+    /// Whether a user whose ID ends with `:server_name` is joined to the room.
+    pub async fn has_joined_member_of(&self, room_id: &str, server_name: &str) -> Result<bool> {
+        // `_` and `%` cannot occur in server names, so the pattern is the suffix itself.
+        let pattern = format!("%:{server_name}");
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = 'join' AND user_id LIKE $2 LIMIT 1",
+            )
+            .bind(room_id)
+            .bind(&pattern)
+            .fetch_optional(pool)
+            .await?
+            .is_some()
+        }))
+    }
+
     /// Marks a room forgotten for a user who has left it; false if they have not left.
     pub async fn forget(&self, room_id: &str, user_id: &str) -> Result<bool> {
         Ok(on_db!(self.0, write, |pool| {

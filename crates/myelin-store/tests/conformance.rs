@@ -298,6 +298,10 @@ async fn events_txns_and_memberships(t: TestStore) {
     assert_eq!(rooms.txn_event("!r:x", "@a:x", "DEV", "t1").await.unwrap().as_deref(), Some("$e2"));
     assert_eq!(rooms.txn_event("!r:x", "@a:x", "OTHER", "t1").await.unwrap(), None);
     assert_eq!(rooms.txn_event("!other:x", "@a:x", "DEV", "t1").await.unwrap(), None);
+    // Whether a server has a joined member: by the user ID's server part only.
+    assert!(rooms.has_joined_member_of("!r:x", "x").await.unwrap());
+    assert!(!rooms.has_joined_member_of("!r:x", "y").await.unwrap());
+    assert!(!rooms.has_joined_member_of("!other:x", "x").await.unwrap());
     let ids = ["$e2".to_owned(), "$e1".to_owned()];
     assert_eq!(rooms.txns_of_events(&ids, "@a:x", "DEV").await.unwrap(), [("$e2".to_owned(), "t1".to_owned())]);
     assert_eq!(rooms.txns_of_events(&ids, "@a:x", "OTHER").await.unwrap(), []);

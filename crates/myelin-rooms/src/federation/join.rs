@@ -20,9 +20,7 @@ impl RoomService {
         if self.room(room_id).await?.is_none() {
             return Ok(false);
         }
-        let suffix = format!(":{}", self.config.server_name);
-        let members = self.store.rooms().members(room_id.as_str()).await?;
-        Ok(members.iter().any(|m| m.membership == "join" && m.user_id.ends_with(&suffix)))
+        Ok(self.store.rooms().has_joined_member_of(room_id.as_str(), self.config.server_name.as_str()).await?)
     }
 
     /// Joins `user` to a room this server is not in, through the first of `servers` that
