@@ -13,7 +13,14 @@ use crate::{
 use serde_json::{Value, json};
 use std::time::Duration;
 
-backend_tests!(join_and_chat, invites_kicks_and_bans, knocks_across, split_and_heal, keys_and_to_device_across);
+backend_tests!(
+    join_and_chat,
+    invites_kicks_and_bans,
+    knocks_across,
+    split_and_heal,
+    keys_and_to_device_across,
+    bad_federation_requests
+);
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -434,4 +441,89 @@ async fn knocks_across(backend: Backend) {
     let closed = create_room(&a, &alice, json!({"preset": "private_chat"})).await;
     let refused = b.post(&format!("/_matrix/client/v3/knock/{closed}?via={a_name}"), Some(&bob.token), json!({})).await;
     assert_error(&refused, 403, "M_FORBIDDEN");
+}
+
+/// B's server sends A requests it signs itself: what a buggy or hostile server could send.
+async fn signed(from: &TestServer, to: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let destination = ruma::ServerName::parse(to).unwrap();
+    let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+    let answer =
+        from.services().federation.client.request(&destination, method, path, body, true, false).await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+async fn bad_federation_requests(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
+    let room = create_room(&a, &alice, json!({"preset": "private_chat"})).await;
+    let b_name = bob.user_id.split_once(':').unwrap().1.to_owned();
+    use reqwest::Method;
+
+    // Asking about a room B has no member in, or one that does not exist.
+    let (status, body) =
+        signed(&b, &a_name, Method::GET, &format!("/_matrix/federation/v1/state_ids/{room}?event_id=%24x"), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    let path = format!("/_matrix/federation/v1/make_join/!nope:nowhere/{}?ver=10", bob.user_id);
+    let (status, body) = signed(&b, &a_name, Method::GET, &path, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["errcode"], "M_NOT_FOUND");
+    // A join for a user of another server, and one the room's rules refuse.
+    let (status, body) = signed(
+        &b,
+        &a_name,
+        Method::GET,
+        &format!("/_matrix/federation/v1/make_join/{room}/{}?ver=10", alice.user_id),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    let (status, body) = signed(
+        &b,
+        &a_name,
+        Method::GET,
+        &format!("/_matrix/federation/v1/make_join/{room}/{}?ver=10", bob.user_id),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    let (status, body) = signed(&b, &a_name, Method::GET, "/_matrix/federation/v1/event/%24nothing", None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // send_join with something that is not an event.
+    let (status, body) = signed(
+        &b,
+        &a_name,
+        Method::PUT,
+        &format!("/_matrix/federation/v2/send_join/{room}/%24x"),
+        Some(json!({"type": "m.room.member"})),
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body["errcode"].is_string(), "{body}");
+
+    // A transaction: a PDU of an unknown room, garbage, and an event in Alice's room forged
+    // by B in Alice's name. None is stored; the answer is 200 all the same.
+    let forged = json!({
+        "type": "m.room.message", "room_id": room, "sender": alice.user_id, "content": {"body": "forged"},
+        "origin_server_ts": 1, "depth": 100, "prev_events": [], "auth_events": [],
+        "hashes": {"sha256": "AAAA"}, "signatures": {b_name.clone(): {"ed25519:x": "AAAA"}},
+    });
+    let txn = json!({
+        "origin": b_name, "origin_server_ts": 1,
+        "pdus": [{"room_id": "!unknown:nowhere", "type": "x"}, {"not": "an event"}, forged],
+        "edus": [{"edu_type": "m.typing", "content": {"room_id": room, "user_id": alice.user_id, "typing": true}}],
+    });
+    let (status, body) = signed(&b, &a_name, Method::PUT, "/_matrix/federation/v1/send/t1", Some(txn.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let bodies = messages(&a, &alice, &room).await;
+    assert!(!bodies.contains(&"forged".to_owned()), "{bodies:?}");
+    // Typing in Alice's name from B is ignored.
+    let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
+    let ephemeral = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(ephemeral.iter().all(|e| e["content"]["user_ids"].as_array().is_none_or(|u| u.is_empty())), "{sync}");
+    // A transaction claiming another origin than its signer's.
+    let mut other = txn;
+    other["origin"] = json!(a_name);
+    let (status, body) = signed(&b, &a_name, Method::PUT, "/_matrix/federation/v1/send/t2", Some(other)).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
 }
