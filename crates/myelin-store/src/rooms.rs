@@ -143,19 +143,22 @@ macro_rules! event_columns {
 /// Writes every entry of `$state` (a `&StateMap`) into state group `$id`, in `$tx`.
 macro_rules! insert_group_entries {
     ($tx:ident, $id:expr, $state:expr) => {
-        for ((event_type, key), event_id) in $state {
-            sqlx::query(
-                "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-            )
-            .bind($id)
-            .bind(event_type)
-            .bind(key)
-            .bind(event_id)
-            .execute(&mut *$tx)
-            .await?;
+        let entries: Vec<_> = $state.iter().collect();
+        for part in entries.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id) ",
+            );
+            insert.push_values(part, |mut row, ((event_type, key), event_id)| {
+                row.push_bind($id).push_bind(event_type).push_bind(key).push_bind(event_id);
+            });
+            insert.build().execute(&mut *$tx).await?;
         }
     };
 }
+
+/// Rows per multi-row `INSERT` of the big writes (a join's state): few round trips, and far
+/// below either engine's limit of bound parameters.
+const ROWS_PER_INSERT: usize = 500;
 
 /// Inserts the row of event `$e` (a `NewEvent`) at `$stream` with its state groups, in `$tx`.
 macro_rules! insert_event_row {
@@ -566,19 +569,33 @@ impl Rooms<'_> {
             }
             if let Some(reset) = &e.current_state {
                 sqlx::query("DELETE FROM current_state WHERE room_id = $1").bind(&e.room_id).execute(&mut *tx).await?;
-                for ((event_type, state_key), event_id) in &reset.state {
-                    sqlx::query(
-                        "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&e.room_id)
-                    .bind(event_type)
-                    .bind(state_key)
-                    .bind(event_id)
-                    .execute(&mut *tx)
-                    .await?;
+                let entries: Vec<_> = reset.state.iter().collect();
+                for part in entries.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::new(
+                        "INSERT INTO current_state (room_id, event_type, state_key, event_id) ",
+                    );
+                    insert.push_values(part, |mut row, ((event_type, state_key), event_id)| {
+                        row.push_bind(&e.room_id).push_bind(event_type).push_bind(state_key).push_bind(event_id);
+                    });
+                    insert.build().execute(&mut *tx).await?;
                 }
-                for (user_id, membership, event_id) in &reset.memberships {
-                    upsert_membership!(tx, &e.room_id, user_id, membership, event_id, stream_ordering);
+                for part in reset.memberships.chunks(ROWS_PER_INSERT) {
+                    let mut upsert = sqlx::QueryBuilder::new(
+                        "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten) ",
+                    );
+                    upsert.push_values(part, |mut row, (user_id, membership, event_id)| {
+                        row.push_bind(&e.room_id)
+                            .push_bind(user_id)
+                            .push_bind(membership)
+                            .push_bind(event_id)
+                            .push_bind(stream_ordering)
+                            .push_bind(false);
+                    });
+                    upsert.push(
+                        " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                          event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = FALSE",
+                    );
+                    upsert.build().execute(&mut *tx).await?;
                 }
             }
             for action in &e.push_actions {
@@ -693,8 +710,13 @@ impl Rooms<'_> {
     pub async fn save_outliers(&self, room_id: &str, events: &[(String, String)]) -> Result<()> {
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
-            for (event_id, json) in events {
-                insert_outlier!(tx, event_id, room_id, json);
+            for part in events.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO outlier_events (event_id, room_id, json) ");
+                insert.push_values(part, |mut row, (event_id, json)| {
+                    row.push_bind(event_id).push_bind(room_id).push_bind(json);
+                });
+                insert.push(" ON CONFLICT (event_id) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

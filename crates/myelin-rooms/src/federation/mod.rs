@@ -117,36 +117,58 @@ impl RoomService {
 
     /// Checks a PDU received from another server — format, signatures of the servers that
     /// must sign it, content hash (a mismatch means it is used redacted) — and parses it.
-    pub(crate) async fn verify_pdu(&self, room: &RoomInfo, mut json: CanonicalJsonObject) -> Result<Pdu> {
-        json.remove("unsigned");
-        ruma::state_res::check_pdu_format(&json, &room.rules.event_format).map_err(Error::bad_json)?;
-        let event_id = event_id_of(&json, room)?;
-        let servers = ruma::signatures::required_server_signatures_to_verify_event(&json, &room.rules.signatures)
-            .map_err(|e| Error::bad_json(format!("{event_id}: {e}")))?;
-        let ts = match json.get("origin_server_ts") {
-            Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
-            _ => 0,
-        };
+    pub(crate) async fn verify_pdu(&self, room: &RoomInfo, json: CanonicalJsonObject) -> Result<Pdu> {
+        let keys = self.keys_to_verify(room, std::slice::from_ref(&json)).await?;
+        check_pdu(room, json, &keys)
+    }
+
+    /// `verify_pdu` for many events (a join's state and auth chain): the keys fetched once,
+    /// the checks spread over the cores. Any bad event fails the whole batch.
+    pub(crate) async fn verify_pdus(&self, room: &RoomInfo, events: Vec<CanonicalJsonObject>) -> Result<Vec<Pdu>> {
+        let keys = Arc::new(self.keys_to_verify(room, &events).await?);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+        let chunk = events.len().div_ceil(threads).max(1);
+        let mut tasks = Vec::new();
+        let mut events = events;
+        while !events.is_empty() {
+            let rest = events.split_off(chunk.min(events.len()));
+            let part = std::mem::replace(&mut events, rest);
+            let (room, keys) = (room.clone(), keys.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                part.into_iter().map(|json| check_pdu(&room, json, &keys)).collect::<Result<Vec<Pdu>>>()
+            }));
+        }
+        let mut pdus = Vec::new();
+        for task in tasks {
+            pdus.extend(task.await.map_err(Error::internal)??);
+        }
+        Ok(pdus)
+    }
+
+    /// The keys of every server that must have signed one of `events`, valid at the latest of
+    /// their events' times (fetched when this server has none).
+    async fn keys_to_verify(&self, room: &RoomInfo, events: &[CanonicalJsonObject]) -> Result<PublicKeyMap> {
+        let mut latest: HashMap<OwnedServerName, i64> = HashMap::new();
+        for json in events {
+            let servers = ruma::signatures::required_server_signatures_to_verify_event(json, &room.rules.signatures)
+                .map_err(|e| Error::bad_json(format!("an event cannot be verified: {e}")))?;
+            let ts = match json.get("origin_server_ts") {
+                Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+                _ => 0,
+            };
+            for server in servers {
+                let entry = latest.entry(server).or_insert(ts);
+                *entry = (*entry).max(ts);
+            }
+        }
         let mut keys = PublicKeyMap::new();
-        for server in servers {
+        for (server, ts) in latest {
             let rows = self.federation.keys.verify_keys(&server, ts).await?;
             let set =
                 rows.into_iter().filter_map(|row| Some((row.key_id, Base64::parse(&row.public_key).ok()?))).collect();
             keys.insert(server.to_string(), set);
         }
-        match ruma::signatures::verify_event(&keys, &json, &room.rules) {
-            Ok(Verified::All) => {}
-            Ok(Verified::Signatures) => {
-                json = ruma::canonical_json::redact(json, &room.rules.redaction, None)
-                    .map_err(|e| Error::bad_json(format!("{event_id}: {e}")))?;
-            }
-            Err(e) => return Err(Error::forbidden(format!("{event_id}: bad signature: {e}"))),
-        }
-        let pdu = Pdu::from_json(event_id, json).map_err(|e| Error::bad_json(e.to_string()))?;
-        if pdu.room_id != room.room_id {
-            return Err(Error::bad_json(format!("{} is not an event of {}", pdu.event_id, room.room_id)));
-        }
-        Ok(pdu)
+        Ok(keys)
     }
 
     /// Resolves several states of a room into one (state resolution v2; room versions 1 and 2
@@ -232,6 +254,27 @@ impl RoomService {
         }
         Ok((chain, events))
     }
+}
+
+/// The checks on a PDU that need no I/O: format, the signatures of the servers that must sign
+/// it (with `keys`), content hash (a mismatch means it is used redacted), its room.
+fn check_pdu(room: &RoomInfo, mut json: CanonicalJsonObject, keys: &PublicKeyMap) -> Result<Pdu> {
+    json.remove("unsigned");
+    ruma::state_res::check_pdu_format(&json, &room.rules.event_format).map_err(Error::bad_json)?;
+    let event_id = event_id_of(&json, room)?;
+    match ruma::signatures::verify_event(keys, &json, &room.rules) {
+        Ok(Verified::All) => {}
+        Ok(Verified::Signatures) => {
+            json = ruma::canonical_json::redact(json, &room.rules.redaction, None)
+                .map_err(|e| Error::bad_json(format!("{event_id}: {e}")))?;
+        }
+        Err(e) => return Err(Error::forbidden(format!("{event_id}: bad signature: {e}"))),
+    }
+    let pdu = Pdu::from_json(event_id, json).map_err(|e| Error::bad_json(e.to_string()))?;
+    if pdu.room_id != room.room_id {
+        return Err(Error::bad_json(format!("{} is not an event of {}", pdu.event_id, room.room_id)));
+    }
+    Ok(pdu)
 }
 
 /// The event ID of a PDU: its `event_id` field in room versions 1 and 2, its reference hash
