@@ -286,7 +286,6 @@ impl FederationClient {
         })
     }
 
-    /// Housekeeping: forgets destinations that failed long ago and were not asked for since.
     /// `server` just made a signed request to us: it is up, so it is not backed off any more
     /// (as Synapse does; a server back from an outage is caught up at once).
     pub async fn heard_from(&self, server: &ServerName) {
@@ -299,6 +298,7 @@ impl FederationClient {
         self.enabled
     }
 
+    /// Housekeeping: forgets destinations that failed long ago and were not asked for since.
     pub async fn purge_stale_backoffs(&self) -> myelin_core::Result<u64> {
         self.backoff.purge_stale().await
     }

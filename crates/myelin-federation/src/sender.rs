@@ -92,14 +92,20 @@ impl Sender {
     }
 
     async fn work(&self, destination: OwnedServerName, notify: Arc<Notify>) {
+        // A transaction not yet delivered is retried as it was: the receiver may have handled
+        // it and lost only its answer, and answers a repeated transaction ID from memory.
+        let mut pending: Option<Vec<myelin_store::OutboxRow>> = None;
         loop {
-            let rows = match self.store.federation().queued(destination.as_str(), MAX_PDUS, MAX_EDUS).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(%destination, "reading the federation queue: {e}");
-                    sleep_or_wake(&notify, Duration::from_secs(5)).await;
-                    continue;
-                }
+            let rows = match pending.take() {
+                Some(rows) => rows,
+                None => match self.store.federation().queued(destination.as_str(), MAX_PDUS, MAX_EDUS).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(%destination, "reading the federation queue: {e}");
+                        sleep_or_wake(&notify, Duration::from_secs(5)).await;
+                        continue;
+                    }
+                },
             };
             if rows.is_empty() {
                 notify.notified().await;
@@ -113,8 +119,15 @@ impl Sender {
                     }
                 }
                 Err(FederationError::BackingOff { retry_after_ts, .. }) => {
+                    pending = Some(rows);
                     let wait = (retry_after_ts - now_ms()).clamp(100, MAX_SLEEP.as_millis() as i64);
                     sleep_or_wake(&notify, Duration::from_millis(wait as u64)).await;
+                }
+                Err(FederationError::Refused { status: 401 | 408 | 429, message, .. }) => {
+                    // Not now (keys not fetched yet, rate limited): later, the same transaction.
+                    tracing::info!(%destination, "transaction deferred: {message}");
+                    pending = Some(rows);
+                    sleep_or_wake(&notify, Duration::from_secs(5)).await;
                 }
                 Err(FederationError::Refused { status, message, .. }) if (400..500).contains(&status) => {
                     // The destination will never take this transaction: drop it rather than
@@ -129,6 +142,7 @@ impl Sender {
                 }
                 Err(e) => {
                     tracing::info!(%destination, "transaction not delivered, will retry: {e}");
+                    pending = Some(rows);
                     // The client backs the destination off; the next round waits for it.
                     sleep_or_wake(&notify, Duration::from_millis(200)).await;
                 }

@@ -350,8 +350,11 @@ impl RoomService {
         match membership {
             Some(m) if m.membership == "join" => Ok(None),
             Some(m) if m.membership == "leave" || m.membership == "ban" => {
-                let row = self.store.rooms().event(&m.event_id).await?.ok_or_else(|| Error::internal("lost event"))?;
-                Ok(Some(row.state_after))
+                match self.store.rooms().event(&m.event_id).await? {
+                    Some(row) => Ok(Some(row.state_after)),
+                    // A declined invite to a room elsewhere: nothing of the room is here.
+                    None => Err(Error::forbidden("you are not a member of this room")),
+                }
             }
             _ => {
                 self.known_room(room_id).await?;

@@ -200,4 +200,16 @@ impl Federation<'_> {
             Ok(stream_ordering)
         })
     }
+
+    /// The invite (or knock) is over: the user joined the room.
+    pub async fn forget_remote_invite(&self, room_id: &str, user_id: &str) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query("DELETE FROM remote_invites WHERE room_id = $1 AND user_id = $2")
+                .bind(room_id)
+                .bind(user_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
 }

@@ -462,7 +462,7 @@ impl Rooms<'_> {
             if let Some(room) = &e.new_room {
                 sqlx::query(
                     "INSERT INTO rooms (room_id, room_version, creator, published, created_ts)
-                     VALUES ($1, $2, $3, FALSE, $4)",
+                     VALUES ($1, $2, $3, FALSE, $4) ON CONFLICT (room_id) DO NOTHING",
                 )
                 .bind(&room.room_id)
                 .bind(&room.room_version)

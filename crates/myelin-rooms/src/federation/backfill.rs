@@ -24,6 +24,7 @@ impl RoomService {
             return Ok(0);
         }
         let Ok(from) = EventId::parse(&earliest.event_id) else { return Ok(0) };
+        let start = crate::pdu::Pdu::from_stored(&earliest.event_id, &earliest.json)?.prev_events;
         let servers = self.servers_in_room(room_id).await?;
         for server in servers.iter() {
             let mut request =
@@ -36,8 +37,13 @@ impl RoomService {
                     continue;
                 }
             };
-            let mut events: Vec<CanonicalJsonObject> =
-                answer.pdus.iter().filter_map(|raw| serde_json::from_str(raw.get()).ok()).collect();
+            let events: Vec<CanonicalJsonObject> = answer
+                .pdus
+                .iter()
+                .take(BACKFILL_LIMIT as usize + 1)
+                .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+                .collect();
+            let mut events = ancestors_of(&start, events, &room);
             // Newest first, so each event lands below the ones after it.
             events.sort_by_key(|json| match json.get("depth") {
                 Some(ruma::CanonicalJsonValue::Integer(depth)) => -i64::from(*depth),
@@ -65,4 +71,42 @@ impl RoomService {
         }
         Ok(0)
     }
+}
+
+/// The events of a backfill answer reached through `prev_events` from `start` (the earliest
+/// local event's previous events); anything else the server sent along is dropped.
+fn ancestors_of(
+    start: &[ruma::OwnedEventId],
+    events: Vec<CanonicalJsonObject>,
+    room: &crate::RoomInfo,
+) -> Vec<CanonicalJsonObject> {
+    use std::collections::HashMap;
+    let mut by_id: HashMap<ruma::OwnedEventId, CanonicalJsonObject> =
+        events.into_iter().filter_map(|json| Some((super::event_id_of(&json, room).ok()?, json))).collect();
+    let prevs = |json: &CanonicalJsonObject| -> Vec<ruma::OwnedEventId> {
+        match json.get("prev_events") {
+            Some(ruma::CanonicalJsonValue::Array(list)) => list
+                .iter()
+                .filter_map(|item| match item {
+                    ruma::CanonicalJsonValue::String(id) => EventId::parse(id).ok(),
+                    // Room versions 1 and 2: [event_id, hashes].
+                    ruma::CanonicalJsonValue::Array(pair) => match pair.first() {
+                        Some(ruma::CanonicalJsonValue::String(id)) => EventId::parse(id).ok(),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut next: Vec<ruma::OwnedEventId> = start.to_vec();
+    let mut kept = Vec::new();
+    while let Some(id) = next.pop() {
+        if let Some(json) = by_id.remove(&id) {
+            next.extend(prevs(&json));
+            kept.push(json);
+        }
+    }
+    kept
 }

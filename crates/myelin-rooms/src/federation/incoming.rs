@@ -1,7 +1,7 @@
 //! PDUs arriving from other servers (transactions, a join sent to us): the spec's checks on
 //! receipt, missing previous events fetched, state before the event worked out (resolved
 //! when it has several previous events), then persisted through the same store path as
-//! local events. EDUs of transactions are handled by `edus.rs` (not yet: typing etc.).
+//! local events. The EDUs of transactions are handled by `edus.rs`.
 
 use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
 use myelin_core::{Error, Result};
@@ -17,6 +17,9 @@ use std::{
 
 /// What happened to each PDU of a transaction: accepted, or why not.
 pub type PduResults = BTreeMap<OwnedEventId, std::result::Result<(), String>>;
+
+/// The most events of an auth chain taken from another server's answer.
+const MAX_AUTH_CHAIN: usize = 10_000;
 
 /// How many missing previous events are asked for at once.
 const MISSING_EVENTS_LIMIT: u32 = 20;
@@ -147,7 +150,7 @@ impl RoomService {
         let ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
         let mut auth = self.cached_pdus(&ids).await?;
         if auth.len() < ids.len() {
-            self.fetch_auth_chain(origin, room, &pdu.event_id).await?;
+            self.fetch_auth_chain(origin, room, &pdu.event_id, &pdu.auth_events).await?;
             auth = self.cached_pdus(&ids).await?;
         }
         if auth.len() < ids.len() {
@@ -207,6 +210,7 @@ impl RoomService {
         let mut events: Vec<(i64, CanonicalJsonObject)> = response
             .events
             .iter()
+            .take(MISSING_EVENTS_LIMIT as usize)
             .filter_map(|raw| serde_json::from_str::<CanonicalJsonObject>(raw.get()).ok())
             .map(|json| {
                 let depth = match json.get("depth") {
@@ -225,20 +229,30 @@ impl RoomService {
     }
 
     /// Fetches an event's auth chain from `origin`, checks the events' signatures and keeps
-    /// them as outliers.
+    /// those its `auth_events` reach as outliers.
     pub(crate) async fn fetch_auth_chain(
         &self,
         origin: &ServerName,
         room: &RoomInfo,
         event_id: &EventId,
+        auth_events: &[OwnedEventId],
     ) -> Result<()> {
         let request = event_auth::Request::new(room.room_id.clone(), event_id.to_owned());
         let response = self.federation.client.send(origin, request).await?;
-        let mut outliers = Vec::new();
-        for raw in &response.auth_chain {
+        let mut found: HashMap<OwnedEventId, Pdu> = HashMap::new();
+        for raw in response.auth_chain.iter().take(MAX_AUTH_CHAIN) {
             let Ok(json) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else { continue };
             let pdu = self.verify_pdu(room, json).await?;
-            outliers.push((pdu.event_id.to_string(), pdu.canonical_json()));
+            found.insert(pdu.event_id.clone(), pdu);
+        }
+        // Only what the event's auth events reach: anything else in the answer is dropped.
+        let mut wanted: Vec<OwnedEventId> = auth_events.to_vec();
+        let mut outliers = Vec::new();
+        while let Some(id) = wanted.pop() {
+            if let Some(pdu) = found.remove(&id) {
+                wanted.extend(pdu.auth_events.iter().cloned());
+                outliers.push((pdu.event_id.to_string(), pdu.canonical_json()));
+            }
         }
         self.store.rooms().save_outliers(room.room_id.as_str(), &outliers).await?;
         Ok(())

@@ -59,6 +59,17 @@ impl RoomService {
         if self.ignored_users(&invitee).await?.contains(pdu.sender.as_str()) {
             return Err(Error::forbidden("the invitee ignores the inviter"));
         }
+        // A room this server is in: the invite must pass its rules now, and the membership
+        // changes when the event arrives in a transaction, like any other.
+        let resident = self.is_resident(room_id).await?;
+        if resident {
+            self.check_server_acl(room_id, origin).await?;
+            let known = self.known_room(room_id).await?;
+            let state = self.head(&known).await?.state;
+            self.check_against_state(&known, &pdu, &state).await.map_err(Error::forbidden)?;
+        } else if matches!(self.membership_of(room_id, &invitee).await?.as_deref(), Some("join" | "ban")) {
+            return Err(Error::forbidden(format!("{invitee} is joined to or banned from the room")));
+        }
         ruma::signatures::hash_and_sign_event(
             self.config.server_name.as_str(),
             self.key.pair(),
@@ -67,6 +78,9 @@ impl RoomService {
         )
         .map_err(|e| Error::bad_json(format!("the invite cannot be signed: {e}")))?;
         let signed = Pdu::from_json(pdu.event_id.clone(), json.clone())?;
+        if resident {
+            return Ok(json);
+        }
         let stripped: Vec<Value> = stripped.iter().filter_map(stripped_event).collect();
         let invite = myelin_store::RemoteInviteRow {
             room_id: room_id.to_string(),

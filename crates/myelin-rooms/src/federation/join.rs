@@ -165,6 +165,7 @@ impl RoomService {
         let persisted = self.store.rooms().persist_event(&new_event).await;
         self.changes.finish(&members_key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         let persisted = persisted?;
+        self.store.federation().forget_remote_invite(room_id.as_str(), user.as_str()).await?;
         self.remember_room(room);
         self.forget_head(room_id);
         self.forget_servers(room_id);

@@ -79,15 +79,15 @@ impl RoomService {
         self.servers.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
     }
 
-    /// Whether `server` may read the room's events over federation: one of its users is or
-    /// was in the room (or invited), or the room is world-readable.
+    /// Whether `server` may read the room's events over federation: one of its users is joined
+    /// to the room, or the room is world-readable.
     pub(crate) async fn server_may_see(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
         if !self.server_allowed(room_id, server).await? {
             return Ok(false);
         }
         let members = self.store.rooms().members(room_id.as_str()).await?;
         let suffix = format!(":{server}");
-        if members.iter().any(|m| m.user_id.ends_with(&suffix) && m.membership != "ban") {
+        if members.iter().any(|m| m.user_id.ends_with(&suffix) && m.membership == "join") {
             return Ok(true);
         }
         let visibility = self.current_state_event(room_id, "m.room.history_visibility", "").await?;
@@ -145,10 +145,11 @@ impl RoomService {
         Ok(pdus)
     }
 
-    /// The keys of every server that must have signed one of `events`, valid at the latest of
-    /// their events' times (fetched when this server has none).
+    /// The keys of every server that must have signed one of `events`. In room versions 5+
+    /// a key counts only if valid at the event's time (for a batch: at its earliest event's),
+    /// and retired keys only for events from before they were retired.
     async fn keys_to_verify(&self, room: &RoomInfo, events: &[CanonicalJsonObject]) -> Result<PublicKeyMap> {
-        let mut latest: HashMap<OwnedServerName, i64> = HashMap::new();
+        let mut times: HashMap<OwnedServerName, (i64, i64)> = HashMap::new();
         for json in events {
             let servers = ruma::signatures::required_server_signatures_to_verify_event(json, &room.rules.signatures)
                 .map_err(|e| Error::bad_json(format!("an event cannot be verified: {e}")))?;
@@ -157,15 +158,21 @@ impl RoomService {
                 _ => 0,
             };
             for server in servers {
-                let entry = latest.entry(server).or_insert(ts);
-                *entry = (*entry).max(ts);
+                let entry = times.entry(server).or_insert((ts, ts));
+                *entry = (entry.0.min(ts), entry.1.max(ts));
             }
         }
+        let enforce = room.rules.enforce_key_validity;
         let mut keys = PublicKeyMap::new();
-        for (server, ts) in latest {
-            let rows = self.federation.keys.verify_keys(&server, ts).await?;
-            let set =
-                rows.into_iter().filter_map(|row| Some((row.key_id, Base64::parse(&row.public_key).ok()?))).collect();
+        for (server, (earliest, latest)) in times {
+            let rows = self.federation.keys.verify_keys(&server, latest).await?;
+            let set = rows
+                .into_iter()
+                .filter(|row| {
+                    !enforce || (row.valid_until_ts >= earliest && row.expired_ts.is_none_or(|t| t > earliest))
+                })
+                .filter_map(|row| Some((row.key_id, Base64::parse(&row.public_key).ok()?)))
+                .collect();
             keys.insert(server.to_string(), set);
         }
         Ok(keys)

@@ -1,6 +1,7 @@
 //! The room DAG as other servers read it: join templates and joins (`make_join`,
 //! `send_join`), the state at an event, single events, auth chains, backfill and missing
-//! events. Only servers with a member in the room (or world-readable rooms) may read.
+//! events. Only servers with a user joined to the room (or any, for world-readable rooms) may
+//! read.
 
 use crate::{
     pdu::{EventContent, Pdu},
@@ -192,6 +193,16 @@ impl RoomService {
             Some(CanonicalJsonValue::String(user)) if UserId::parse(user).is_ok_and(|u| u.server_name() == self.config.server_name)
         );
         if authorised_here {
+            // The join rules' conditions, checked again: a joining server that skipped
+            // make_join must not get our signature for a user who meets none of them.
+            let named = match content.get("join_authorised_via_users_server") {
+                Some(CanonicalJsonValue::String(user)) => user.clone(),
+                _ => String::new(),
+            };
+            match self.restricted_join_authoriser(&room, &sender).await? {
+                Some(authoriser) if authoriser == named => {}
+                _ => return Err(Error::forbidden("this server does not authorise that join")),
+            }
             json.remove("unsigned");
             ruma::signatures::hash_and_sign_event(
                 self.config.server_name.as_str(),
@@ -275,6 +286,10 @@ impl RoomService {
         event_id: &EventId,
     ) -> Result<Vec<Box<RawValue>>> {
         self.check_server_may_see(origin, room_id).await?;
+        let rows = self.store.rooms().pdu_jsons(&[event_id.to_string()]).await?;
+        if !rows.iter().any(|(_, room, _)| room == room_id.as_str()) {
+            return Err(Error::not_found(format!("{event_id} is not an event of {room_id} here")));
+        }
         let (chain, _) = self.auth_chain(&[event_id.to_string()]).await?;
         let ids: Vec<String> = chain.iter().map(ToString::to_string).collect();
         self.raw_events(&ids).await

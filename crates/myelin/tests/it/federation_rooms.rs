@@ -489,6 +489,33 @@ async fn bad_federation_requests(backend: Backend) {
     let (status, body) = signed(&b, &a_name, Method::GET, "/_matrix/federation/v1/event/%24nothing", None).await;
     assert_eq!(status, 404, "{body}");
 
+    // A member of a public room asking, through it, for the auth chain of an event of the
+    // private room: not an event of that room.
+    let public = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    join_via(&b, &bob, &public, &a_name).await;
+    let private_event = send_text(&a, &alice, &room, "p1", "private").await;
+    let path = format!("/_matrix/federation/v1/event_auth/{public}/{}", private_event.replace('$', "%24"));
+    let (status, body) = signed(&b, &a_name, Method::GET, &path, None).await;
+    assert_eq!(status, 404, "{body}");
+    let path = format!("/_matrix/federation/v1/event/{}", private_event.replace('$', "%24"));
+    let (status, body) = signed(&b, &a_name, Method::GET, &path, None).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    // An invite for a user of A in a room A is in, that the room's rules refuse (B's user
+    // may not invite into Alice's private room): refused, Alice's membership untouched.
+    let forged_invite = json!({
+        "room_version": "10",
+        "event": {
+            "type": "m.room.member", "room_id": room, "sender": bob.user_id, "state_key": alice.user_id,
+            "content": {"membership": "invite"}, "origin_server_ts": 1, "depth": 5,
+            "prev_events": [], "auth_events": [],
+        },
+    });
+    let (status, body) =
+        signed(&b, &a_name, Method::PUT, &format!("/_matrix/federation/v2/invite/{room}/%24x"), Some(forged_invite))
+            .await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert_eq!(stored_membership(&a, &room, &alice.user_id).await.as_deref(), Some("join"));
+
     // send_join with something that is not an event.
     let (status, body) = signed(
         &b,
