@@ -13,7 +13,7 @@ use ruma::{
     room_version_rules::EventsReferenceFormatVersion,
 };
 use serde_json::{Value, json, value::RawValue};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What `make_join` answers: the join event to sign, in the room's version.
 pub struct JoinTemplate {
@@ -275,7 +275,8 @@ impl RoomService {
         let (_, room_id, json) = rows.into_iter().next().ok_or_else(|| Error::not_found("no such event here"))?;
         let room_id = RoomId::parse(room_id).map_err(Error::internal)?;
         self.check_server_may_see(origin, &room_id).await?;
-        raw(&json)
+        let pdu = Pdu::from_stored(event_id.as_str(), &json)?;
+        Ok(self.as_visible_to(origin, &room_id, &[&pdu]).await?.remove(0))
     }
 
     /// An event's full auth chain.
@@ -308,7 +309,7 @@ impl RoomService {
             self.walk_back(room_id, from.iter().map(ToString::to_string).collect(), &HashSet::new(), limit, 0).await?;
         let mut events: Vec<&Pdu> = found.values().collect();
         events.sort_by_key(|pdu| std::cmp::Reverse(pdu.depth));
-        events.iter().map(|pdu| raw(&pdu.canonical_json())).collect()
+        self.as_visible_to(origin, room_id, &events).await
     }
 
     /// The events between `earliest` (what the asker has) and `latest` (what it got),
@@ -334,7 +335,76 @@ impl RoomService {
         let found = self.walk_back(room_id, starts, &stop, limit, min_depth).await?;
         let mut events: Vec<&Pdu> = found.values().collect();
         events.sort_by_key(|pdu| pdu.depth);
-        events.iter().map(|pdu| raw(&pdu.canonical_json())).collect()
+        self.as_visible_to(origin, room_id, &events).await
+    }
+
+    /// Events as `server` may have them: whole where the room's history visibility at the
+    /// event lets one of its users see it (`world_readable`, `shared`; `invited` with one of
+    /// them invited or joined then; `joined` with one joined then), redacted otherwise, so the
+    /// DAG stays whole (as Synapse's `filter_events_for_server` does).
+    async fn as_visible_to(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        events: &[&Pdu],
+    ) -> Result<Vec<Box<RawValue>>> {
+        let room = self.known_room(room_id).await?;
+        let ids: Vec<String> = events.iter().map(|pdu| pdu.event_id.to_string()).collect();
+        let groups: HashMap<String, i64> =
+            self.store.rooms().events(&ids).await?.into_iter().map(|row| (row.event_id, row.state_before)).collect();
+        let mut verdicts: HashMap<i64, bool> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for pdu in events {
+            let visible = match groups.get(pdu.event_id.as_str()) {
+                Some(group) => match verdicts.get(group) {
+                    Some(visible) => *visible,
+                    None => {
+                        let visible = self.server_sees_at(server, *group).await?;
+                        verdicts.insert(*group, visible);
+                        visible
+                    }
+                },
+                // An outlier: state or auth events of the room (a joined server sees the state).
+                None => true,
+            };
+            if visible {
+                out.push(raw(&pdu.canonical_json())?);
+            } else {
+                let redacted = ruma::canonical_json::redact(pdu.json.clone(), &room.rules.redaction, None)
+                    .map_err(Error::internal)?;
+                out.push(raw(&CanonicalJsonValue::Object(redacted).to_string())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a user of `server` could see an event whose state before it is `group`.
+    async fn server_sees_at(&self, server: &ServerName, group: i64) -> Result<bool> {
+        let state = self.state_at(group).await?;
+        let visibility = match state.get(&("m.room.history_visibility".to_owned(), String::new())) {
+            Some(id) => self
+                .cached_pdus(std::slice::from_ref(id))
+                .await?
+                .get(id)
+                .map(|pdu| pdu.content_value()["history_visibility"].as_str().unwrap_or("shared").to_owned()),
+            None => None,
+        };
+        let visibility = visibility.unwrap_or_else(|| "shared".to_owned());
+        if matches!(visibility.as_str(), "world_readable" | "shared") {
+            return Ok(true);
+        }
+        let suffix = format!(":{server}");
+        let members: Vec<String> = state
+            .iter()
+            .filter(|((kind, key), _)| kind == "m.room.member" && key.ends_with(&suffix))
+            .map(|(_, id)| id.clone())
+            .collect();
+        let wanted: &[&str] = if visibility == "invited" { &["invite", "join"] } else { &["join"] };
+        Ok(self
+            .cached_pdus(&members)
+            .await?
+            .values()
+            .any(|pdu| pdu.content_value()["membership"].as_str().is_some_and(|m| wanted.contains(&m))))
     }
 
     /// Breadth-first from `start` along `prev_events`, not past `stop` nor below `min_depth`.

@@ -19,7 +19,8 @@ backend_tests!(
     knocks_across,
     split_and_heal,
     keys_and_to_device_across,
-    bad_federation_requests
+    bad_federation_requests,
+    history_visibility_across
 );
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
@@ -553,4 +554,39 @@ async fn bad_federation_requests(backend: Backend) {
     other["origin"] = json!(a_name);
     let (status, body) = signed(&b, &a_name, Method::PUT, "/_matrix/federation/v1/send/t2", Some(other)).await;
     assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+}
+
+/// A room whose history is visible to joined members only: what was said before B's user
+/// joined reaches B redacted (backfill), whole after.
+async fn history_visibility_across(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]}),
+    )
+    .await;
+    send_text(&a, &alice, &room, "h1", "before bob").await;
+    join_via(&b, &bob, &room, &a_name).await;
+    let after = send_text(&a, &alice, &room, "h2", "after bob").await;
+    eventually("the message after the join on B", || async {
+        messages(&b, &bob, &room).await.contains(&"after bob".to_owned()).then_some(())
+    })
+    .await;
+    let path = format!("/_matrix/federation/v1/backfill/{room}?v={}&limit=20", after.replace('$', "%24"));
+    let (status, page) = signed(&b, &a_name, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{page}");
+    let pdus = page["pdus"].as_array().unwrap();
+    let find = |body: &str| {
+        pdus.iter()
+            .find(|p| p["type"] == "m.room.message" && p["depth"].as_i64().is_some() && p["content"]["body"] == body)
+            .cloned()
+    };
+    assert!(find("after bob").is_some(), "{page}");
+    assert!(find("before bob").is_none(), "the message from before the join came whole: {page}");
+    let redacted = pdus.iter().filter(|p| p["type"] == "m.room.message").count();
+    assert_eq!(redacted, 2, "both messages are in the DAG, one redacted: {page}");
+    // Bob's client does not see it either.
+    assert!(!messages(&b, &bob, &room).await.contains(&"before bob".to_owned()));
 }
