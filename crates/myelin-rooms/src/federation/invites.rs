@@ -189,6 +189,16 @@ impl RoomService {
         if checked.event_id != pdu.event_id {
             return Err(Error::bad_json(format!("{} sent back another event", invitee.server_name())));
         }
+        // Its own signature, over the redacted event as events are signed.
+        let rows = self.federation.keys.verify_keys(invitee.server_name(), myelin_core::util::now_ms()).await?;
+        let keys: ruma::signatures::PublicKeySet = rows
+            .into_iter()
+            .filter_map(|row| Some((row.key_id, ruma::serde::Base64::parse(&row.public_key).ok()?)))
+            .collect();
+        let redacted = ruma::canonical_json::redact(signed.clone(), &room.rules.redaction, None)
+            .map_err(|e| Error::bad_json(e.to_string()))?;
+        myelin_federation::server_keys::verify_signed_by(&redacted, invitee.server_name().as_str(), &keys)
+            .map_err(|e| Error::forbidden(format!("{} did not sign the invite: {e}", invitee.server_name())))?;
         // Keep our event, with the invitee server's signature added.
         let mut json = pdu.json.clone();
         if let (Some(CanonicalJsonValue::Object(theirs)), Some(CanonicalJsonValue::Object(ours))) =

@@ -135,8 +135,14 @@ impl RoomService {
             .map_err(Error::internal)?
             .map_err(|e| Error::forbidden(format!("{server} sent a state that does not pass the auth rules: {e}")))?;
         let checked_at = started.elapsed();
-        if !state.contains_key(&("m.room.create".to_owned(), String::new())) {
+        let Some(create_id) = state.get(&("m.room.create".to_owned(), String::new())) else {
             return Err(Error::bad_json(format!("{server} sent a room state without a create event")));
+        };
+        // The version the template claimed must be the room's (its create event's, "1" if none).
+        let create = EventId::parse(create_id).ok().and_then(|id| events.get(&id).cloned());
+        let created_as = create.map(|pdu| pdu.content_value()["room_version"].as_str().unwrap_or("1").to_owned());
+        if created_as.as_deref() != Some(room.version.as_str()) {
+            return Err(Error::bad_json(format!("{server} sent a join template of another room version")));
         }
         let _lock = self.lock(room_id).await;
         let outliers: Vec<(String, String)> =
