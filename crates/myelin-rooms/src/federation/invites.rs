@@ -115,9 +115,8 @@ impl RoomService {
             None => RoomVersionId::try_from(invite.room_version.as_str()).map_err(Error::internal)?,
         };
         let room = RoomInfo::remote(room_id, version)?;
-        let event = self.sign_template(&room, template.event.get(), serde_json::json!({ "membership": "leave" }))?;
-        let event_id = super::event_id_of(&event, &room)?;
-        let raw = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;
+        let super::join::SignedTemplate { event, event_id, raw } =
+            self.sign_template(&room, template.event.get(), serde_json::json!({ "membership": "leave" }))?;
         self.federation
             .client
             .send(&server, send_leave::Request::new(room_id.to_owned(), event_id.clone(), raw))

@@ -82,13 +82,11 @@ impl RoomService {
         if let Some(reason) = reason {
             content["reason"] = reason.into();
         }
-        let event = self.sign_template(&room, template.event.get(), content)?;
-        let event_id = super::event_id_of(&event, &room)?;
-        let pdu_json = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;
+        let SignedTemplate { event, event_id, raw } = self.sign_template(&room, template.event.get(), content)?;
         let answer = self
             .federation
             .client
-            .send(server, send_join::Request::new(room_id.to_owned(), event_id.clone(), pdu_json))
+            .send(server, send_join::Request::new(room_id.to_owned(), event_id.clone(), raw))
             .await?
             .room_state;
         // The resident server's copy carries its signature (restricted joins).
@@ -195,7 +193,7 @@ impl RoomService {
         room: &RoomInfo,
         template: &str,
         content: serde_json::Value,
-    ) -> Result<CanonicalJsonObject> {
+    ) -> Result<SignedTemplate> {
         let mut event: CanonicalJsonObject =
             serde_json::from_str(template).map_err(|e| Error::bad_json(format!("a bad event template: {e}")))?;
         for field in ["signatures", "hashes", "unsigned", "event_id"] {
@@ -219,7 +217,9 @@ impl RoomService {
             &room.rules.redaction,
         )
         .map_err(Error::internal)?;
-        Ok(event)
+        let event_id = super::event_id_of(&event, room)?;
+        let raw = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;
+        Ok(SignedTemplate { event, event_id, raw })
     }
 
     /// The room's whole state from a join, with every member's membership.
@@ -242,6 +242,14 @@ impl RoomService {
             .collect();
         myelin_store::StateReset { state: state.clone(), memberships }
     }
+}
+
+/// A membership event completed from another server's template and signed here: the event,
+/// its ID, and its JSON as sent.
+pub(crate) struct SignedTemplate {
+    pub event: CanonicalJsonObject,
+    pub event_id: OwnedEventId,
+    pub raw: Box<serde_json::value::RawValue>,
 }
 
 /// The auth rules for each event of a join's state and auth chain, against its own auth

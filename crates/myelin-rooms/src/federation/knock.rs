@@ -92,9 +92,8 @@ impl RoomService {
         if let Some(reason) = reason {
             content["reason"] = reason.into();
         }
-        let event = self.sign_template(&room, template.event.get(), content)?;
-        let event_id = super::event_id_of(&event, &room)?;
-        let raw = serde_json::value::to_raw_value(&event).map_err(Error::internal)?;
+        let super::join::SignedTemplate { event, event_id, raw } =
+            self.sign_template(&room, template.event.get(), content)?;
         let answer = self
             .federation
             .client
