@@ -570,6 +570,11 @@ impl RoomService {
                 state: Arc::new(after),
             };
             lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Ready(next));
+        } else {
+            // Several extremities now: their resolved state is written as a group once, here,
+            // under the room's lock, rather than at every later look at the head.
+            let next = self.head(room).await?;
+            lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Ready(next));
         }
         advance(&self.stream, persisted.stream_ordering);
         if is_member {
