@@ -723,6 +723,31 @@ impl Rooms<'_> {
         Ok(())
     }
 
+    /// Stores a soft-failed event: an outlier, with the state group after it (see
+    /// `soft_failed_states`). An outlier stored before (an auth event) gets its state.
+    pub async fn save_soft_failed(&self, room_id: &str, event_id: &str, json: &str, state_after: i64) -> Result<()> {
+        on_db!(self.0, write, |pool| {
+            sqlx::query(
+                "INSERT INTO outlier_events (event_id, room_id, json, state_after) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (event_id) DO UPDATE SET state_after = excluded.state_after",
+            )
+            .bind(event_id)
+            .bind(room_id)
+            .bind(json)
+            .bind(state_after)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// For soft-failed events among `event_ids`: (event ID, state group after it).
+    pub async fn soft_failed_states(&self, event_ids: &[String]) -> Result<Vec<(String, i64)>> {
+        Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
+            "SELECT event_id, state_after FROM outlier_events WHERE event_id IN ({list}) AND state_after IS NOT NULL"
+        )))
+    }
+
     /// Writes a whole room state as a new state group (a snapshot): the state before an event
     /// whose state is not another group plus one entry (a join over federation, a merge).
     pub async fn save_state_group(&self, room_id: &str, state: &StateMap) -> Result<i64> {

@@ -96,12 +96,12 @@ impl RoomService {
         }
         self.check_against_auth_events(origin, room, &pdu).await?;
         let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-        let mut prev_rows = self.store.rooms().events(&prev_ids).await?;
-        if prev_rows.len() < prev_ids.len() && fetch_missing {
+        let mut prev_states = self.states_after(&prev_ids).await?;
+        if prev_states.len() < prev_ids.len() && fetch_missing {
             self.fetch_missing(origin, room, &pdu).await;
-            prev_rows = self.store.rooms().events(&prev_ids).await?;
+            prev_states = self.states_after(&prev_ids).await?;
         }
-        if prev_rows.len() < prev_ids.len() {
+        if prev_states.len() < prev_ids.len() {
             return Err(Error::not_found(format!("{}: some of its previous events are unknown", pdu.event_id)));
         }
 
@@ -110,12 +110,12 @@ impl RoomService {
             return Ok(known);
         }
         // The state before the event: after its previous event, or their states resolved.
-        let (before_group, before) = if prev_rows.len() == 1 {
-            (prev_rows[0].state_after, self.state_at(prev_rows[0].state_after).await?)
+        let (before_group, before) = if prev_states.len() == 1 {
+            (prev_states[0], self.state_at(prev_states[0]).await?)
         } else {
-            let mut states = Vec::with_capacity(prev_rows.len());
-            for row in &prev_rows {
-                states.push(myelin_store::StateMap::clone(&*self.state_at(row.state_after).await?));
+            let mut states = Vec::with_capacity(prev_states.len());
+            for group in &prev_states {
+                states.push(myelin_store::StateMap::clone(&*self.state_at(*group).await?));
             }
             let resolved = self.resolve_states(room, &states, None).await?;
             let group = self.store.rooms().save_state_group(room.room_id.as_str(), &resolved).await?;
@@ -125,18 +125,41 @@ impl RoomService {
             .await
             .map_err(|e| Error::forbidden(format!("{} is not allowed by the state before it: {e}", pdu.event_id)))?;
         // Soft failure: allowed by its own history but not by the room as it is now (a
-        // banned user's event on an old fork): kept out of the timeline.
+        // banned user's event on an old fork): kept out of the timeline and the forward
+        // extremities, with the state after it for later events built on it.
         let current = self.head(room).await?.state;
         if let Err(e) = self.check_against_state(room, &pdu, &current).await {
             tracing::info!(event_id = %pdu.event_id, "soft-failed: {e}");
-            self.store
-                .rooms()
-                .save_outliers(room.room_id.as_str(), &[(pdu.event_id.to_string(), pdu.canonical_json())])
-                .await?;
+            let rooms = self.store.rooms();
+            if !rooms.soft_failed_states(&[pdu.event_id.to_string()]).await?.is_empty() {
+                return Ok(pdu);
+            }
+            let after = match &pdu.state_key {
+                Some(key) => {
+                    let mut state = myelin_store::StateMap::clone(&before);
+                    state.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.to_string());
+                    rooms.save_state_group(room.room_id.as_str(), &state).await?
+                }
+                None => before_group,
+            };
+            rooms.save_soft_failed(room.room_id.as_str(), pdu.event_id.as_str(), &pdu.canonical_json(), after).await?;
             return Ok(pdu);
         }
         self.persist_remote(room, &pdu, before_group, before).await?;
         Ok(pdu)
+    }
+
+    /// The state groups after those of `event_ids` this server has in the DAG: timeline
+    /// events, and soft-failed events (outliers that later events may build on).
+    async fn states_after(&self, event_ids: &[String]) -> Result<Vec<i64>> {
+        let rows = self.store.rooms().events(event_ids).await?;
+        let mut groups: Vec<i64> = rows.iter().map(|row| row.state_after).collect();
+        if groups.len() < event_ids.len() {
+            let found: std::collections::HashSet<&str> = rows.iter().map(|row| row.event_id.as_str()).collect();
+            let rest: Vec<String> = event_ids.iter().filter(|id| !found.contains(id.as_str())).cloned().collect();
+            groups.extend(self.store.rooms().soft_failed_states(&rest).await?.into_iter().map(|(_, group)| group));
+        }
+        Ok(groups)
     }
 
     /// The auth rules against the event's own auth events (fetched from `origin` when

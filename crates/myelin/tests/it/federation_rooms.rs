@@ -1,7 +1,8 @@
 //! Rooms across Myelin servers on loopback: joining a room of another server (by alias and
 //! by ID with `via`), history backfilled, messages, typing, receipts and presence both ways,
 //! invites (accepted and declined), knocks, kicks and bans, a leave, device keys and
-//! to-device messages across, and a network split healed once the stopped server is back.
+//! to-device messages across, a network split healed once the stopped server is back, and
+//! events of a banned user's old fork soft-failed while others' built on them are accepted.
 
 use crate::{
     backend_tests,
@@ -20,7 +21,8 @@ backend_tests!(
     split_and_heal,
     keys_and_to_device_across,
     bad_federation_requests,
-    history_visibility_across
+    history_visibility_across,
+    soft_failed_events
 );
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
@@ -589,4 +591,65 @@ async fn history_visibility_across(backend: Backend) {
     assert_eq!(redacted, 2, "both messages are in the DAG, one redacted: {page}");
     // Bob's client does not see it either.
     assert!(!messages(&b, &bob, &room).await.contains(&"before bob".to_owned()));
+}
+
+/// Bob is banned on A while B is down; back up, and before hearing of the ban, B's users send
+/// on their old fork: Bob's message is soft-failed on A (allowed by the state before it, not
+/// by the room now), and Carol's, built on Bob's, is accepted all the same (the spec: a
+/// soft-failed event stays part of the DAG). Both servers end with Bob banned.
+async fn soft_failed_events(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
+    let carol = b.register("carol").await;
+    let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    join_via(&b, &bob, &room, &a_name).await;
+    join_via(&b, &carol, &room, &a_name).await;
+    eventually("Carol joined on A", || async {
+        (stored_membership(&a, &room, &carol.user_id).await.as_deref() == Some("join")).then_some(())
+    })
+    .await;
+    let b_config = b.services().config.as_ref().clone();
+    let b_db = b.stop().await;
+
+    // A bans Bob while B is away, then stops too: the ban waits in A's queue.
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&alice.token), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let a_config = a.services().config.as_ref().clone();
+    let a_db = a.stop().await;
+
+    // B, back without A, knows nothing of the ban: Bob sends, then Carol, after him.
+    let b = TestServer::start_config(b_db, b_config).await;
+    let mut tokens = Vec::new();
+    for user in [&bob, &carol] {
+        let (status, body) = b.login(user.user_id[1..].split(':').next().unwrap(), &user.password, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(User { token: body["access_token"].as_str().unwrap().to_owned(), ..user.clone() });
+    }
+    let (bob, carol) = (&tokens[0], &tokens[1]);
+    send_text(&b, bob, &room, "s1", "bob on the old fork").await;
+    send_text(&b, carol, &room, "s2", "carol after bob").await;
+
+    // A comes back: its queue reaches B, B's reaches A.
+    let a = TestServer::start_config(a_db, a_config).await;
+    let (status, body) = a.login("alice", &alice.password, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let alice = User { token: body["access_token"].as_str().unwrap().to_owned(), ..alice };
+    eventually("Carol's message on A", || async {
+        messages(&a, &alice, &room).await.contains(&"carol after bob".to_owned()).then_some(())
+    })
+    .await;
+    assert!(!messages(&a, &alice, &room).await.contains(&"bob on the old fork".to_owned()));
+    assert_eq!(stored_membership(&a, &room, &bob.user_id).await.as_deref(), Some("ban"));
+    assert_eq!(stored_membership(&a, &room, &carol.user_id).await.as_deref(), Some("join"));
+    eventually("the ban on B", || async {
+        (stored_membership(&b, &room, &bob.user_id).await.as_deref() == Some("ban")).then_some(())
+    })
+    .await;
+    // The room goes on: Alice's next message reaches Carol.
+    send_text(&a, &alice, &room, "a2", "after the fork").await;
+    eventually("Alice's message on B", || async {
+        messages(&b, carol, &room).await.contains(&"after the fork".to_owned()).then_some(())
+    })
+    .await;
 }
