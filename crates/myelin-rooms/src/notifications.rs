@@ -3,6 +3,10 @@
 //! display name and the power levels), and the actions that notify are stored with the event.
 //! `/sync` counts them after the member's read receipt (`unread_notifications`, per thread with
 //! `unread_thread_notifications`) and `GET /notifications` lists them.
+//!
+//! They are stored with the event as one row, and moved into one row per member in batches
+//! (`Push::rotate_staged`): 50 ms after an event that notifies someone, or before anything
+//! reads them, whichever comes first. Under load one move takes many events at once.
 
 use crate::{
     pdu::Pdu,
@@ -22,6 +26,9 @@ use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
 };
+
+/// How long staged push actions wait to be moved, gathering the events that follow.
+const PUSH_ROTATION_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A local member the push rules are evaluated for.
 #[derive(Debug, Clone)]
@@ -123,6 +130,23 @@ impl RoomService {
             });
         }
         Ok(out)
+    }
+
+    /// Schedules a move of the staged push actions, unless one is already waiting.
+    pub(crate) fn schedule_push_rotation(&self) {
+        use std::sync::atomic::Ordering;
+        if self.push_rotation.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, scheduled) = (self.store.clone(), self.push_rotation.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(PUSH_ROTATION_DELAY).await;
+            // Cleared first: an event staged while this move runs schedules the next one.
+            scheduled.store(false, Ordering::Release);
+            if let Err(e) = store.push().rotate_staged().await {
+                tracing::warn!("moving staged push actions: {e}");
+            }
+        });
     }
 
     /// The push-condition view of the room's power levels (who may `@room`), if it has any.

@@ -62,6 +62,8 @@ pub struct RoomService {
     pub(crate) to_device_acked: Mutex<HashMap<String, i64>>,
     /// Users' push rules; dropped when they change.
     pub(crate) push_rule_cache: Mutex<HashMap<ruma::OwnedUserId, Arc<ruma::push::Ruleset>>>,
+    /// Set while a move of staged push actions is scheduled (see `notifications.rs`).
+    pub(crate) push_rotation: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A device's one-time key counts by algorithm and its unused fallback key types.
@@ -142,6 +144,7 @@ impl RoomService {
             states: GenCache::new(STATE_CACHE_BUDGET, |state: &Arc<StateMap>| state.len() + 1),
             push_members: Mutex::default(),
             push_rule_cache: Mutex::default(),
+            push_rotation: Arc::default(),
             changes: crate::changes::StreamChanges::new(),
             ignored_cache: Mutex::default(),
             presence_written: Mutex::default(),
@@ -441,6 +444,7 @@ impl RoomService {
         };
         let mut event = event;
         event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, &event.json, state).await?;
+        let notifies = !event.push_actions.is_empty();
         // Membership changes move device lists (see `changes.rs`): in flight until persisted.
         let members_key =
             (pdu.kind.to_string() == "m.room.member").then(|| crate::changes::members_key(room.room_id.as_str()));
@@ -492,6 +496,9 @@ impl RoomService {
             self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         }
         let persisted = persisted?;
+        if notifies {
+            self.schedule_push_rotation();
+        }
         if pdu.kind.to_string() == "m.room.member" {
             self.forget_push_members(&room.room_id);
         }
@@ -557,6 +564,9 @@ impl RoomService {
             self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         }
         let persisted = persisted?;
+        if !event.push_actions.is_empty() {
+            self.schedule_push_rotation();
+        }
         if pdu.state_key.is_some() {
             self.pdu_cache.insert(pdu.event_id.to_string(), Arc::new(pdu.clone()));
         }

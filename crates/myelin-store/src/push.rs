@@ -2,8 +2,9 @@
 //! counts (per room, per thread) and as the `/notifications` list.
 
 use crate::{
-    Result,
+    PushAction, Result,
     db::{BeginWrite, Db, on_db},
+    rooms::ROWS_PER_INSERT,
 };
 
 pub struct Push<'a>(pub(crate) &'a Db);
@@ -44,7 +45,82 @@ macro_rules! read_up_to {
     };
 }
 
+/// Staged events moved into `event_push_actions` per transaction.
+const ROTATE_BATCH: i64 = 1000;
+
 impl Push<'_> {
+    /// Moves the push actions staged with their events (`event_push_staging`, one row per
+    /// event) into `event_push_actions` (one row per member), oldest first, in batches: the
+    /// rows of one member and room land side by side. Safe to run concurrently (a row moved
+    /// twice is kept once). How many events were moved.
+    pub async fn rotate_staged(&self) -> Result<usize> {
+        let mut moved = 0;
+        loop {
+            let batch = on_db!(self.0, write, |pool| {
+                let mut tx = pool.begin_write().await?;
+                let staged: Vec<(i64, String, String, String)> = sqlx::query_as(
+                    "SELECT stream_ordering, room_id, event_id, actions FROM event_push_staging
+                     ORDER BY stream_ordering LIMIT $1",
+                )
+                .bind(ROTATE_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+                // Nothing (left) to move: the macro's body returns from this function.
+                let Some(last) = staged.last().map(|row| row.0) else { return Ok(moved) };
+                let mut rows: Vec<(i64, &str, &str, PushAction)> = Vec::new();
+                for (stream_ordering, room_id, event_id, actions) in &staged {
+                    // Written by this store from `PushAction`s: a row that does not parse is
+                    // dropped rather than blocking every later one.
+                    let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(actions) else { continue };
+                    rows.extend(
+                        actions.into_iter().map(|a| (*stream_ordering, room_id.as_str(), event_id.as_str(), a)),
+                    );
+                }
+                rows.sort_by(|x, y| (&x.3.user_id, x.1, x.0).cmp(&(&y.3.user_id, y.1, y.0)));
+                for part in rows.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::new(
+                        "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight,
+                           thread_id, actions) ",
+                    );
+                    insert.push_values(part, |mut row, (stream_ordering, room_id, event_id, a)| {
+                        row.push_bind(&a.user_id)
+                            .push_bind(*room_id)
+                            .push_bind(*event_id)
+                            .push_bind(*stream_ordering)
+                            .push_bind(a.notify)
+                            .push_bind(a.highlight)
+                            .push_bind(&a.thread_id)
+                            .push_bind(&a.actions);
+                    });
+                    insert.push(" ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
+                }
+                sqlx::query("DELETE FROM event_push_staging WHERE stream_ordering <= $1")
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<usize, crate::Error>(staged.len())
+            })?;
+            moved += batch;
+            if batch < ROTATE_BATCH as usize {
+                return Ok(moved);
+            }
+        }
+    }
+
+    /// Moves the staged push actions first when there are any: what reads
+    /// `event_push_actions` sees every event committed before it started.
+    async fn rotate_if_staged(&self) -> Result<()> {
+        let staged: bool = on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_push_staging)").fetch_one(pool).await?
+        });
+        if staged {
+            self.rotate_staged().await?;
+        }
+        Ok(())
+    }
+
     /// Adds or replaces the user's pusher for (app ID, pushkey); unless `append`, the same
     /// pushkey is removed from every other user (a device belongs to one account at a time).
     pub async fn set_pusher(
@@ -114,6 +190,7 @@ impl Push<'_> {
         } else {
             ("NULL", "('', 'main')", "a.room_id")
         };
+        self.rotate_if_staged().await?;
         let mut rows = Vec::new();
         for chunk in room_ids.chunks(100) {
             let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
@@ -151,6 +228,7 @@ impl Push<'_> {
             " AS read FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering < $2
                AND (a.highlight OR NOT $3) ORDER BY a.stream_ordering DESC LIMIT $4"
         );
+        self.rotate_if_staged().await?;
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_as(sql).bind(user_id).bind(before).bind(highlights_only).bind(limit).fetch_all(pool).await?
         }))

@@ -65,7 +65,7 @@ pub struct StateReset {
 }
 
 /// An event notifies a user: what their push rules said.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PushAction {
     #[serde(rename = "u")]
     pub user_id: String,
@@ -158,7 +158,7 @@ macro_rules! insert_group_entries {
 
 /// Rows per multi-row `INSERT` of the big writes (a join's state): few round trips, and far
 /// below either engine's limit of bound parameters.
-const ROWS_PER_INSERT: usize = 500;
+pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Inserts the row of event `$e` (a `NewEvent`) at `$stream` with its state groups, in `$tx`.
 macro_rules! insert_event_row {
@@ -242,6 +242,14 @@ macro_rules! insert_outlier {
 }
 pub(crate) use insert_outlier;
 
+/// An event's push actions as `event_push_staging` holds them; None when it notifies no one.
+fn staged_push_actions(actions: &[PushAction]) -> Option<String> {
+    if actions.is_empty() {
+        return None;
+    }
+    serde_json::to_string(actions).ok()
+}
+
 /// Parameters of one event in a group commit.
 const MESSAGE_PARAMS: usize = 16;
 
@@ -261,10 +269,8 @@ fn message_statements(i: usize) -> String {
          INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
            SELECT {e}, {rt}, {rk}, {r}, {kind}, {sender}, (SELECT value FROM counters WHERE name = 'stream')
            WHERE {rt} IS NOT NULL;
-         INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight, thread_id, actions)
-           SELECT json_extract(value, '$.u'), {r}, {e}, (SELECT value FROM counters WHERE name = 'stream'),
-             json_extract(value, '$.n'), json_extract(value, '$.h'), json_extract(value, '$.t'), json_extract(value, '$.a')
-           FROM json_each({pa});
+         INSERT INTO event_push_staging (stream_ordering, room_id, event_id, actions)
+           SELECT (SELECT value FROM counters WHERE name = 'stream'), {r}, {e}, {pa} WHERE {pa} IS NOT NULL;
          ",
         columns = event_columns!(),
         e = p(1),
@@ -384,7 +390,7 @@ async fn run_batch(conn: &mut sqlx::SqliteConnection, batch: &[QueuedMessage]) -
             .bind(txn_id)
             .bind(relates_to)
             .bind(rel_type)
-            .bind(serde_json::to_string(&e.push_actions).unwrap_or_else(|_| "[]".into()));
+            .bind(staged_push_actions(&e.push_actions));
     }
     let result = query.fetch_one(&mut *conn).await;
     if result.is_err() {
@@ -598,19 +604,14 @@ impl Rooms<'_> {
                     upsert.build().execute(&mut *tx).await?;
                 }
             }
-            for action in &e.push_actions {
+            if let Some(actions) = staged_push_actions(&e.push_actions) {
                 sqlx::query(
-                    "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight,
-                       thread_id, actions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO event_push_staging (stream_ordering, room_id, event_id, actions) VALUES ($1, $2, $3, $4)",
                 )
-                .bind(&action.user_id)
+                .bind(stream_ordering)
                 .bind(&e.room_id)
                 .bind(&e.event_id)
-                .bind(stream_ordering)
-                .bind(action.notify)
-                .bind(action.highlight)
-                .bind(&action.thread_id)
-                .bind(&action.actions)
+                .bind(actions)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -1,5 +1,5 @@
 //! Push rules evaluated on every event: unread counts in `/sync` (per thread too),
-//! `GET /notifications`, and pushers.
+//! `GET /notifications`, and pushers; the push actions staged with events moved in batches.
 
 use crate::{
     backend_tests,
@@ -9,7 +9,12 @@ use crate::{
 };
 use serde_json::{Value, json};
 
-backend_tests!(unread_counts_follow_push_rules_and_receipts, thread_counts_and_notifications, pushers);
+backend_tests!(
+    unread_counts_follow_push_rules_and_receipts,
+    thread_counts_and_notifications,
+    staged_push_actions_are_moved,
+    pushers
+);
 
 async fn send(server: &TestServer, user: &User, room: &str, txn: &str, content: Value) -> String {
     let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
@@ -60,6 +65,33 @@ async fn unread_counts_follow_push_rules_and_receipts(backend: Backend) {
     server.request(reqwest::Method::DELETE, &rule, Some(&bob.token), None).await;
     send_text(&server, &alice, &room, "t4", "loud again").await;
     assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(1), json!(0)));
+}
+
+/// Push actions are written with their event as one staged row and moved to one row per
+/// member shortly after, in batches, without a reader having to ask: a burst of messages is
+/// moved by then, and counted once each.
+async fn staged_push_actions_are_moved(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    join(&server, &bob, &room).await;
+    join(&server, &carol, &room).await;
+    let sends = (0..30).map(|i| {
+        let (server, alice, room) = (&server, &alice, &room);
+        async move { send_text(server, alice, room, &format!("burst{i}"), "hello").await }
+    });
+    futures_util::future::join_all(sends).await;
+    // The background move comes 50 ms after the first of them; a second after, nothing is left.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let left = server.services().store.push().rotate_staged().await.unwrap();
+    assert_eq!(left, 0, "the staged push actions were not moved in the background");
+    for user in [&bob, &carol] {
+        assert_eq!(unread(&sync(&server, user, "").await, &room), (json!(30), json!(0)));
+    }
+    let (_, listed) = server.get("/_matrix/client/v3/notifications?limit=100", Some(&bob.token)).await;
+    assert_eq!(listed["notifications"].as_array().unwrap().len(), 30, "{listed}");
 }
 
 async fn thread_counts_and_notifications(backend: Backend) {
