@@ -86,8 +86,10 @@ impl EventFilter {
 /// Pagination tokens: `s<N>` is the position just after the event at stream position N, the
 /// way a `/sync` `next_batch` is: paging backwards from it starts with event N, forwards with
 /// N + 1. The same tokens serve `/sync`, `/messages`, `/context`, `/relations` and `/threads`.
+/// Pagination tokens may be below zero: history fetched from other servers (backfill) sits
+/// there.
 pub fn parse_token(token: &str) -> Result<i64> {
-    parse_sync_token(token).map(|(stream, _)| stream)
+    parse_stream_token(token, true).map(|(stream, _)| stream)
 }
 
 /// A `/sync` token: `s<N>`, `s<N>_<T>` or `s<N>_<T>_<D>`, T being the typing position
@@ -95,6 +97,10 @@ pub fn parse_token(token: &str) -> Result<i64> {
 /// delivered when a sync could not deliver all of them (see `e2ee::to_device`). Any of them
 /// also serves as a pagination token.
 pub fn parse_sync_token(token: &str) -> Result<(i64, Option<u64>)> {
+    parse_stream_token(token, false)
+}
+
+fn parse_stream_token(token: &str, below_zero: bool) -> Result<(i64, Option<u64>)> {
     let bad = || Error::invalid_param(format!("`{token}` is not a pagination token of this server"));
     let rest = token.strip_prefix('s').ok_or_else(bad)?;
     let mut parts = rest.split('_');
@@ -106,7 +112,7 @@ pub fn parse_sync_token(token: &str) -> Result<(i64, Option<u64>)> {
     if parts.next().is_some() {
         return Err(bad());
     }
-    let stream = stream.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+    let stream = stream.parse::<i64>().ok().filter(|n| below_zero || *n >= 0).ok_or_else(bad)?;
     Ok((stream, typing))
 }
 

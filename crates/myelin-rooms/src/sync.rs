@@ -150,13 +150,20 @@ impl RoomService {
                 return Ok(rooms);
             }
             // Nothing yet: wait for the next event or typing change anywhere, then look again.
-            let woken = tokio::time::timeout_at(deadline, async {
-                tokio::select! {
-                    changed = changes.changed() => changed.is_ok(),
-                    changed = typing_changes.changed() => changed.is_ok(),
-                }
-            })
-            .await;
+            // Not at all when the time is up (`timeout=0`): a timer due now fires only at the
+            // timer wheel's next millisecond tick, which made such syncs a millisecond slower.
+            let woken = if tokio::time::Instant::now() >= deadline {
+                Err(())
+            } else {
+                tokio::time::timeout_at(deadline, async {
+                    tokio::select! {
+                        changed = changes.changed() => changed.is_ok(),
+                        changed = typing_changes.changed() => changed.is_ok(),
+                    }
+                })
+                .await
+                .map_err(|_| ())
+            };
             if !matches!(woken, Ok(true)) {
                 return Ok(SyncRooms {
                     next_batch: self.sync_token(now.max(since.unwrap_or(0))),

@@ -451,6 +451,56 @@ macro_rules! fetch_in_chunks {
     }};
 }
 
+/// Writes the state group after a state event inside the caller's transaction: a delta of
+/// the group before it (one entry), or a full snapshot when the chain of deltas is long (or
+/// there is no group before); its ID.
+macro_rules! insert_state_group_after {
+    ($tx:ident, $room:expr, $before:expr, $kind:expr, $state_key:expr, $event_id:expr) => {{
+        let id = next_counter!($tx, "state_group");
+        let chain_len = match $before {
+            Some(prev) => sqlx::query_scalar::<_, i32>("SELECT chain_len FROM state_groups WHERE id = $1")
+                .bind(prev)
+                .fetch_optional(&mut *$tx)
+                .await?
+                .map(|len| len + 1),
+            None => None,
+        };
+        if let (Some(prev), Some(len)) = ($before, chain_len.filter(|len| *len <= MAX_CHAIN_LEN)) {
+            // A delta: the one entry this event changes.
+            sqlx::query("INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind($room)
+                .bind(prev)
+                .bind(len)
+                .execute(&mut *$tx)
+                .await?;
+        } else {
+            // A full snapshot: everything of the state before, then this event.
+            sqlx::query("INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)")
+                .bind(id)
+                .bind($room)
+                .execute(&mut *$tx)
+                .await?;
+            if let Some(prev) = $before {
+                let state = load_state!($tx, prev);
+                insert_group_entries!($tx, id, &state);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (state_group, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+        )
+        .bind(id)
+        .bind($kind)
+        .bind($state_key)
+        .bind($event_id)
+        .execute(&mut *$tx)
+        .await?;
+        id
+    }};
+}
+
 impl Rooms<'_> {
     /// Persists an event and everything it changes, in one transaction: its row, a new state
     /// group when it is a state event, the current state and memberships, the forward
@@ -480,51 +530,7 @@ impl Rooms<'_> {
             let stream_ordering = next_counter!(tx, "stream");
             let state_after = match (&e.state_key, e.state_before) {
                 (Some(state_key), before) => {
-                    let id = next_counter!(tx, "state_group");
-                    let chain_len = match before {
-                        Some(prev) => sqlx::query_scalar::<_, i32>("SELECT chain_len FROM state_groups WHERE id = $1")
-                            .bind(prev)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                            .map(|len| len + 1),
-                        None => None,
-                    };
-                    if let (Some(prev), Some(len)) = (before, chain_len.filter(|len| *len <= MAX_CHAIN_LEN)) {
-                        // A delta: the one entry this event changes.
-                        sqlx::query(
-                            "INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(id)
-                        .bind(&e.room_id)
-                        .bind(prev)
-                        .bind(len)
-                        .execute(&mut *tx)
-                        .await?;
-                    } else {
-                        // A full snapshot: everything of the state before, then this event.
-                        sqlx::query(
-                            "INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES ($1, $2, NULL, 0)",
-                        )
-                        .bind(id)
-                        .bind(&e.room_id)
-                        .execute(&mut *tx)
-                        .await?;
-                        if let Some(prev) = before {
-                            let state = load_state!(tx, prev);
-                            insert_group_entries!(tx, id, &state);
-                        }
-                    }
-                    sqlx::query(
-                        "INSERT INTO state_group_entries (state_group, event_type, state_key, event_id)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (state_group, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
-                    )
-                    .bind(id)
-                    .bind(&e.event_type)
-                    .bind(state_key)
-                    .bind(&e.event_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    let id = insert_state_group_after!(tx, &e.room_id, before, &e.event_type, state_key, &e.event_id);
                     sqlx::query(
                         "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
@@ -667,7 +673,7 @@ impl Rooms<'_> {
     /// Stores an event of the room's history fetched from another server (backfill): a
     /// stream position below zero, below every earlier one; nothing of the room's current
     /// state or extremities changes. A known event is left alone (false).
-    pub async fn persist_backfilled(&self, e: &NewEvent, state_group: i64) -> Result<bool> {
+    pub async fn persist_backfilled(&self, e: &NewEvent, state_before: i64, state_after: i64) -> Result<bool> {
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let known: Option<i64> = sqlx::query_scalar("SELECT stream_ordering FROM events WHERE event_id = $1")
@@ -678,7 +684,7 @@ impl Rooms<'_> {
                 return Ok(false);
             }
             let stream_ordering = -next_counter!(tx, "backfill");
-            insert_event_row!(tx, e, stream_ordering, state_group, state_group);
+            insert_event_row!(tx, e, stream_ordering, state_before, state_after);
             insert_relation!(tx, e, stream_ordering);
             tx.commit().await?;
             Ok(true)
@@ -747,6 +753,25 @@ impl Rooms<'_> {
         Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
             "SELECT event_id, state_after FROM outlier_events WHERE event_id IN ({list}) AND state_after IS NOT NULL"
         )))
+    }
+
+    /// Writes the state group after a state event whose state before is group `before` (a
+    /// delta of it, as for persisted events); its ID. For events worked out before they are
+    /// stored (backfill).
+    pub async fn save_state_after(
+        &self,
+        room_id: &str,
+        before: i64,
+        event_type: &str,
+        state_key: &str,
+        event_id: &str,
+    ) -> Result<i64> {
+        on_db!(self.0, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let id = insert_state_group_after!(tx, room_id, Some(before), event_type, state_key, event_id);
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     /// Writes a whole room state as a new state group (a snapshot): the state before an event

@@ -1,18 +1,33 @@
 //! History from before this server joined a room: when a client pages back past the room's
 //! earliest local event, its older events are asked of the other servers in the room
-//! (`/backfill`), checked (signatures, hash, auth rules against their auth events) and stored
-//! below the stream's zero.
+//! (`/backfill`), checked (signatures, hash, auth rules against their auth events and against
+//! the state before them) and stored below the stream's zero, each with its own state.
 //!
-//! What the state was at those events is not fetched: they are stored with the state this
-//! server knows at its earliest local event (for a joined room, the state before its join),
-//! which is what history visibility is then judged by.
+//! The state before a backfilled event is worked out as for a live one, from its previous
+//! events, oldest first; where they are not known here (the oldest events of a batch), it is
+//! asked of the server (`/state_ids`, the unknown state events then fetched). History
+//! visibility is judged by that state, as on the server that had the room all along.
 
-use crate::service::RoomService;
-use myelin_core::Result;
-use ruma::{CanonicalJsonObject, EventId, RoomId, UInt, api::federation::backfill::get_backfill::v1 as backfill};
+use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
+use myelin_core::{Error, Result};
+use myelin_store::StateMap;
+use ruma::{
+    CanonicalJsonObject, EventId, OwnedEventId, RoomId, ServerName, UInt,
+    api::federation::backfill::get_backfill::v1 as backfill,
+    api::federation::event::get_room_state_ids::v1 as get_state_ids,
+    api::federation::event::{get_event::v1 as get_event, get_room_state::v1 as get_state},
+};
+use std::{collections::HashMap, sync::Arc};
 
 /// Events asked for per backfill request.
 const BACKFILL_LIMIT: u32 = 100;
+
+/// Unknown state events at a backfill point fetched one by one (`/event`); beyond this many,
+/// the whole state is asked for at once (`/state`).
+const FETCH_ONE_BY_ONE: usize = 50;
+
+/// The most state events taken from another server's answer.
+const MAX_STATE: usize = 100_000;
 
 impl RoomService {
     /// Fetches the room's history before its earliest local event from another server in the
@@ -44,32 +59,156 @@ impl RoomService {
                 .filter_map(|raw| serde_json::from_str(raw.get()).ok())
                 .collect();
             let mut events = ancestors_of(&start, events, &room);
-            // Newest first, so each event lands below the ones after it.
+            // Oldest first, so each event's previous events are worked out before it.
             events.sort_by_key(|json| match json.get("depth") {
-                Some(ruma::CanonicalJsonValue::Integer(depth)) => -i64::from(*depth),
+                Some(ruma::CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
                 _ => 0,
             });
-            let mut stored = 0;
+            let mut checked: Vec<(Pdu, i64, i64)> = Vec::with_capacity(events.len());
+            let mut after_of: HashMap<String, i64> = HashMap::new();
             for json in events {
-                let pdu = match self.verify_pdu(&room, json).await {
-                    Ok(pdu) => pdu,
-                    Err(e) => {
-                        tracing::info!(%server, "a backfilled event was refused: {e}");
-                        continue;
+                match self.check_backfilled(server, &room, json, &after_of).await {
+                    Ok((pdu, before, after)) => {
+                        after_of.insert(pdu.event_id.to_string(), after);
+                        checked.push((pdu, before, after));
                     }
-                };
-                if let Err(e) = self.check_against_auth_events(server, &room, &pdu).await {
-                    tracing::info!(%server, event_id = %pdu.event_id, "a backfilled event was refused: {e}");
-                    continue;
+                    Err(e) => tracing::info!(%server, %room_id, "a backfilled event was refused: {e}"),
                 }
-                let event = crate::service::stored_event(&pdu, Some(earliest.state_before), pdu.canonical_json());
-                if self.store.rooms().persist_backfilled(&event, earliest.state_before).await? {
+            }
+            // Newest first, so each event lands below the ones after it.
+            let mut stored = 0;
+            for (pdu, before, after) in checked.iter().rev() {
+                let event = crate::service::stored_event(pdu, Some(*before), pdu.canonical_json());
+                if self.store.rooms().persist_backfilled(&event, *before, *after).await? {
                     stored += 1;
                 }
             }
             return Ok(stored);
         }
         Ok(0)
+    }
+}
+
+impl RoomService {
+    /// Checks a backfilled event (signatures, hash, auth rules against its auth events and the
+    /// state before it) and works out its state: (the event, state group before, after).
+    /// `after_of`: the state after each event of the batch checked so far.
+    async fn check_backfilled(
+        &self,
+        server: &ServerName,
+        room: &RoomInfo,
+        json: CanonicalJsonObject,
+        after_of: &HashMap<String, i64>,
+    ) -> Result<(Pdu, i64, i64)> {
+        let pdu = self.verify_pdu(room, json).await?;
+        self.check_against_auth_events(server, room, &pdu).await?;
+        let prevs: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+        let mut groups: Vec<i64> = prevs.iter().filter_map(|id| after_of.get(id).copied()).collect();
+        let rest: Vec<String> = prevs.iter().filter(|id| !after_of.contains_key(*id)).cloned().collect();
+        let stored = if rest.is_empty() { Vec::new() } else { self.states_after(&rest).await? };
+        let all_known = stored.len() == rest.len();
+        groups.extend(stored);
+        let (before_group, before) = if !all_known {
+            self.remote_state_before(server, room, &pdu.event_id).await?
+        } else if groups.len() == 1 {
+            (groups[0], self.state_at(groups[0]).await?)
+        } else {
+            // Several previous events (resolved), or none (the create event: empty).
+            let mut states = Vec::with_capacity(groups.len());
+            for group in &groups {
+                states.push(StateMap::clone(&*self.state_at(*group).await?));
+            }
+            let state =
+                if states.is_empty() { StateMap::new() } else { self.resolve_states(room, &states, None).await? };
+            (self.store.rooms().save_state_group(room.room_id.as_str(), &state).await?, Arc::new(state))
+        };
+        self.check_against_state(room, &pdu, &before)
+            .await
+            .map_err(|e| Error::forbidden(format!("{} is not allowed by the state before it: {e}", pdu.event_id)))?;
+        let after = match &pdu.state_key {
+            Some(key) => {
+                self.store
+                    .rooms()
+                    .save_state_after(
+                        room.room_id.as_str(),
+                        before_group,
+                        &pdu.kind.to_string(),
+                        key,
+                        pdu.event_id.as_str(),
+                    )
+                    .await?
+            }
+            None => before_group,
+        };
+        Ok((pdu, before_group, after))
+    }
+
+    /// The state before `event_id` as `server` has it (`/state_ids`), its state events this
+    /// server lacks fetched and checked, written as a state group.
+    async fn remote_state_before(
+        &self,
+        server: &ServerName,
+        room: &RoomInfo,
+        event_id: &EventId,
+    ) -> Result<(i64, Arc<StateMap>)> {
+        let request = get_state_ids::Request::new(event_id.to_owned(), room.room_id.clone());
+        let answer = self.federation.client.send(server, request).await?;
+        let ids: Vec<String> = answer.pdu_ids.iter().take(MAX_STATE).map(ToString::to_string).collect();
+        let mut known = self.pdus(&ids).await?;
+        let unknown: Vec<String> = ids.iter().filter(|id| !known.contains_key(*id)).cloned().collect();
+        if unknown.len() > FETCH_ONE_BY_ONE {
+            self.fetch_state(server, room, event_id).await?;
+        } else {
+            for id in &unknown {
+                let Ok(id) = EventId::parse(id) else { continue };
+                let answer = self.federation.client.send(server, get_event::Request::new(id.clone())).await?;
+                let json: CanonicalJsonObject =
+                    serde_json::from_str(answer.pdu.get()).map_err(|e| Error::bad_json(e.to_string()))?;
+                let pdu = self.verify_pdu(room, json).await?;
+                if pdu.event_id != id || pdu.room_id != room.room_id {
+                    return Err(Error::forbidden(format!("{server} answered {id} with another event")));
+                }
+                self.check_against_auth_events(server, room, &pdu).await?;
+                self.store
+                    .rooms()
+                    .save_outliers(room.room_id.as_str(), &[(id.to_string(), pdu.canonical_json())])
+                    .await?;
+            }
+        }
+        if !unknown.is_empty() {
+            known = self.pdus(&ids).await?;
+        }
+        let mut state = StateMap::new();
+        for id in &ids {
+            let Some(pdu) = known.get(id) else {
+                return Err(Error::not_found(format!("{server} did not give the state event {id}")));
+            };
+            if let (Some(key), true) = (&pdu.state_key, pdu.room_id == room.room_id) {
+                state.insert((pdu.kind.to_string(), key.clone()), id.clone());
+            }
+        }
+        let group = self.store.rooms().save_state_group(room.room_id.as_str(), &state).await?;
+        Ok((group, Arc::new(state)))
+    }
+
+    /// The whole state at `event_id` with its auth chain from `server` (`/state`): every event
+    /// verified and checked against its auth events, kept as outliers.
+    async fn fetch_state(&self, server: &ServerName, room: &RoomInfo, event_id: &EventId) -> Result<()> {
+        let request = get_state::Request::new(event_id.to_owned(), room.room_id.clone());
+        let answer = self.federation.client.send(server, request).await?;
+        let raw = answer.pdus.iter().chain(answer.auth_chain.iter()).take(2 * MAX_STATE);
+        let jsons: Vec<CanonicalJsonObject> = raw.filter_map(|raw| serde_json::from_str(raw.get()).ok()).collect();
+        let events: HashMap<OwnedEventId, Arc<Pdu>> =
+            self.verify_pdus(room, jsons).await?.into_iter().map(|pdu| (pdu.event_id.clone(), Arc::new(pdu))).collect();
+        super::join::check_auth_chain(&room.rules.authorization, &events)
+            .map_err(|e| Error::forbidden(format!("the state from {server} breaks the auth rules: {e}")))?;
+        let outliers: Vec<(String, String)> = events
+            .values()
+            .filter(|pdu| pdu.room_id == room.room_id)
+            .map(|pdu| (pdu.event_id.to_string(), pdu.canonical_json()))
+            .collect();
+        self.store.rooms().save_outliers(room.room_id.as_str(), &outliers).await?;
+        Ok(())
     }
 }
 

@@ -151,7 +151,7 @@ impl RoomService {
 
     /// The state groups after those of `event_ids` this server has in the DAG: timeline
     /// events, and soft-failed events (outliers that later events may build on).
-    async fn states_after(&self, event_ids: &[String]) -> Result<Vec<i64>> {
+    pub(crate) async fn states_after(&self, event_ids: &[String]) -> Result<Vec<i64>> {
         let rows = self.store.rooms().events(event_ids).await?;
         let mut groups: Vec<i64> = rows.iter().map(|row| row.state_after).collect();
         if groups.len() < event_ids.len() {

@@ -254,7 +254,7 @@ pub(crate) struct SignedTemplate {
 
 /// The auth rules for each event of a join's state and auth chain, against its own auth
 /// events (all of which must be among them).
-fn check_auth_chain(
+pub(crate) fn check_auth_chain(
     rules: &ruma::room_version_rules::AuthorizationRules,
     events: &HashMap<OwnedEventId, Arc<Pdu>>,
 ) -> std::result::Result<(), String> {

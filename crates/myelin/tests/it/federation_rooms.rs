@@ -22,7 +22,8 @@ backend_tests!(
     keys_and_to_device_across,
     bad_federation_requests,
     history_visibility_across,
-    soft_failed_events
+    soft_failed_events,
+    backfilled_history_has_its_own_state
 );
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
@@ -652,4 +653,62 @@ async fn soft_failed_events(backend: Backend) {
         messages(&b, carol, &room).await.contains(&"after the fork".to_owned()).then_some(())
     })
     .await;
+}
+
+/// History fetched page by page (backfill) is stored with the state at each event, asked of
+/// the other server where it starts mid-history: a message from when the room was joined-only
+/// stays hidden from a later member though the room is `shared` now, and the topic at an old
+/// event is the one of its time (a state event B had never seen, fetched).
+async fn backfilled_history_has_its_own_state(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]}),
+    )
+    .await;
+    let early = send_text(&a, &alice, &room, "e", "early").await;
+    let state = |kind: &str| format!("/_matrix/client/v3/rooms/{room}/state/{kind}/");
+    for (kind, content) in [
+        ("m.room.history_visibility", json!({"history_visibility": "shared"})),
+        ("m.room.topic", json!({"topic": "first"})),
+    ] {
+        assert_eq!(a.put(&state(kind), Some(&alice.token), content).await.0, 200);
+    }
+    let mut fillers = Vec::new();
+    for i in 0..120 {
+        fillers.push(send_text(&a, &alice, &room, &format!("f{i}"), &format!("filler {i}")).await);
+        if i == 60 {
+            assert_eq!(a.put(&state("m.room.topic"), Some(&alice.token), json!({"topic": "second"})).await.0, 200);
+        }
+    }
+    join_via(&b, &bob, &room, &a_name).await;
+
+    // Bob pages back to the room's start.
+    let mut seen = Vec::new();
+    let mut from = String::new();
+    for _ in 0..30 {
+        let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=40{from}");
+        let (status, page) = b.get(&path, Some(&bob.token)).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(page["chunk"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
+        match page["end"].as_str() {
+            Some(end) => from = format!("&from={end}"),
+            None => break,
+        }
+    }
+    for (i, id) in fillers.iter().enumerate() {
+        assert!(seen.contains(id), "filler {i} was not backfilled");
+    }
+    assert!(!seen.contains(&early), "a message of the joined-only days reached a later member");
+
+    // The state B stored at an old filler is the state of its time.
+    let row = b.services().store.rooms().event(&fillers[5]).await.unwrap().expect("backfilled");
+    assert!(row.stream_ordering < 0);
+    let before = b.services().store.rooms().state_at_group(row.state_before).await.unwrap();
+    let topic = before.get(&("m.room.topic".to_owned(), String::new())).expect("a topic");
+    let topic = b.services().store.rooms().pdu_jsons(std::slice::from_ref(topic)).await.unwrap();
+    let topic: Value = serde_json::from_str(&topic[0].2).unwrap();
+    assert_eq!(topic["content"]["topic"], "first");
 }
