@@ -9,6 +9,7 @@ mod invites;
 mod join;
 mod knock;
 mod serve;
+mod state_res_v1;
 
 pub use incoming::PduResults;
 pub use serve::{JoinTemplate, SendJoinAnswer};
@@ -17,7 +18,7 @@ use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
 use myelin_core::{Error, Result};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, ServerName,
-    room_version_rules::{EventIdFormatVersion, StateResolutionV2Rules},
+    room_version_rules::EventIdFormatVersion,
     serde::Base64,
     signatures::{PublicKeyMap, Verified},
 };
@@ -187,7 +188,9 @@ impl RoomService {
         states: &[myelin_store::StateMap],
         incoming: Option<&Pdu>,
     ) -> Result<myelin_store::StateMap> {
-        let rules = room.rules.state_res.v2_rules().copied().unwrap_or(StateResolutionV2Rules::V2_0);
+        let Some(rules) = room.rules.state_res.v2_rules().copied() else {
+            return self.resolve_states_v1(room, states, incoming).await;
+        };
         let mut maps = Vec::with_capacity(states.len());
         let mut chains = Vec::with_capacity(states.len());
         let mut events: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
@@ -232,6 +235,26 @@ impl RoomService {
         .map_err(Error::internal)?
         .map_err(|e| Error::internal(format!("state resolution: {e}")))?;
         Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id.to_string())).collect())
+    }
+
+    /// `resolve_states` for room version 1 (see `state_res_v1.rs`).
+    async fn resolve_states_v1(
+        &self,
+        room: &RoomInfo,
+        states: &[myelin_store::StateMap],
+        incoming: Option<&Pdu>,
+    ) -> Result<myelin_store::StateMap> {
+        let ids: HashSet<String> = states.iter().flat_map(|state| state.values().cloned()).collect();
+        let ids: Vec<String> = ids.into_iter().collect();
+        let mut events: HashMap<String, Arc<Pdu>> = self.cached_pdus(&ids).await?.into_iter().collect();
+        if let Some(pdu) = incoming {
+            events.insert(pdu.event_id.to_string(), Arc::new(pdu.clone()));
+        }
+        let (rules, states) = (room.rules.authorization.clone(), states.to_vec());
+        tokio::task::spawn_blocking(move || state_res_v1::resolve(&rules, &states, &events))
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| Error::internal(format!("state resolution: {e}")))
     }
 
     /// The full auth chain of events (their auth events, recursively), with the events.

@@ -19,6 +19,7 @@ backend_tests!(
     invites_kicks_and_bans,
     knocks_across,
     split_and_heal,
+    split_and_heal_v1,
     keys_and_to_device_across,
     bad_federation_requests,
     history_visibility_across,
@@ -288,8 +289,17 @@ async fn invites_kicks_and_bans(backend: Backend) {
 }
 
 async fn split_and_heal(backend: Backend) {
+    split_and_heal_in(backend, "10").await;
+}
+
+/// The same in a room of version 1, whose state resolution is the first algorithm.
+async fn split_and_heal_v1(backend: Backend) {
+    split_and_heal_in(backend, "1").await;
+}
+
+async fn split_and_heal_in(backend: Backend, version: &str) {
     let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
-    let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&a, &alice, json!({"preset": "public_chat", "room_version": version})).await;
     join_via(&b, &bob, &room, &a_name).await;
     // Bob gets power to change the topic, then the network splits: B stops.
     let (status, body) = a
