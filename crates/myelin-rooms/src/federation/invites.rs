@@ -5,7 +5,8 @@
 use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
 use myelin_core::{Error, ErrorKind, Result};
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName,
+    UserId,
     api::federation::membership::{
         RawStrippedState, create_invite::v2 as create_invite, create_leave_event::v2 as send_leave,
         prepare_leave_event::v1 as make_leave,
@@ -94,8 +95,9 @@ impl RoomService {
         Ok(json)
     }
 
-    /// Rejects (or withdraws from) an invite to a room this server is not in, through the
-    /// inviting server: `make_leave`, sign, `send_leave`.
+    /// Rejects an invite to a room this server is not in, through the inviting server, or
+    /// withdraws a knock on one, through a server of the room (the room ID's, those of the
+    /// stripped state's senders): `make_leave`, sign, `send_leave`.
     pub(crate) async fn reject_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<Option<OwnedEventId>> {
         let Some(invite) = self.store.federation().remote_invite(room_id.as_str(), user.as_str()).await? else {
             return Ok(None);
@@ -103,32 +105,65 @@ impl RoomService {
         let Some(invite_pdu) = self.pdus(std::slice::from_ref(&invite.event_id)).await?.into_values().next() else {
             return Ok(None);
         };
-        let server = invite_pdu.sender.server_name().to_owned();
-        // Withdrawing a knock (our own event) is not supported over federation yet.
-        if server == self.config.server_name {
-            return Ok(None);
+        let mut servers: Vec<OwnedServerName> = vec![invite_pdu.sender.server_name().to_owned()];
+        if invite_pdu.sender.server_name() == self.config.server_name {
+            // Our own knock: any server of the room can take the leave.
+            servers.clear();
+            servers.extend(room_id.server_name().map(ToOwned::to_owned));
+            let stripped: Vec<Value> = serde_json::from_str(&invite.stripped).unwrap_or_default();
+            for event in &stripped {
+                if let Some(sender) = event.get("sender").and_then(Value::as_str).and_then(|s| UserId::parse(s).ok())
+                    && !servers.iter().any(|s| s == sender.server_name())
+                {
+                    servers.push(sender.server_name().to_owned());
+                }
+            }
+            servers.retain(|server| *server != self.config.server_name);
         }
+        let mut last_error = Error::not_found("no server of the room took the leave");
+        for server in &servers {
+            match self.leave_through(server, room_id, user, &invite.room_version).await {
+                Ok((event, event_id)) => {
+                    let json = CanonicalJsonValue::Object(event).to_string();
+                    let stream = self
+                        .store
+                        .federation()
+                        .reject_remote_invite(room_id.as_str(), user.as_str(), event_id.as_str(), &json)
+                        .await?;
+                    self.advance_stream(stream);
+                    return Ok(Some(event_id));
+                }
+                Err(e) => {
+                    tracing::info!(%server, %room_id, "leaving through {server} failed: {e}");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// `make_leave`, sign, `send_leave` through `server`: the leave event sent and its ID.
+    async fn leave_through(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        user: &UserId,
+        known_version: &str,
+    ) -> Result<(CanonicalJsonObject, OwnedEventId)> {
         let template =
-            self.federation.client.send(&server, make_leave::Request::new(room_id.to_owned(), user.to_owned())).await?;
+            self.federation.client.send(server, make_leave::Request::new(room_id.to_owned(), user.to_owned())).await?;
         let version = match template.room_version {
             Some(version) => version,
-            None => RoomVersionId::try_from(invite.room_version.as_str()).map_err(Error::internal)?,
+            None => RoomVersionId::try_from(known_version).map_err(Error::internal)?,
         };
         let room = RoomInfo::remote(room_id, version)?;
         let super::join::SignedTemplate { event, event_id, raw } =
             self.sign_template(&room, template.event.get(), serde_json::json!({ "membership": "leave" }))?;
         self.federation
             .client
-            .send(&server, send_leave::Request::new(room_id.to_owned(), event_id.clone(), raw))
+            .send(server, send_leave::Request::new(room_id.to_owned(), event_id.clone(), raw))
             .await?;
-        let json = CanonicalJsonValue::Object(event).to_string();
-        let stream = self
-            .store
-            .federation()
-            .reject_remote_invite(room_id.as_str(), user.as_str(), event_id.as_str(), &json)
-            .await?;
-        self.advance_stream(stream);
-        Ok(Some(event_id))
+        Ok((event, event_id))
     }
 
     /// The stripped state invitees and knockers see of a room state (the spec's list).

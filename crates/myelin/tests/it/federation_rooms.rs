@@ -1,6 +1,6 @@
 //! Rooms across Myelin servers on loopback: joining a room of another server (by alias and
 //! by ID with `via`), history backfilled, messages, typing, receipts and presence both ways,
-//! invites (accepted and declined), knocks, kicks and bans, a leave, device keys and
+//! invites (accepted and declined), knocks (and one withdrawn), kicks and bans, a leave, device keys and
 //! to-device messages across, a network split healed once the stopped server is back, and
 //! events of a banned user's old fork soft-failed while others' built on them are accepted.
 
@@ -450,6 +450,25 @@ async fn knocks_across(backend: Backend) {
     let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.token), json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(stored_membership(&a, &room, &bob.user_id).await.as_deref(), Some("join"));
+
+    // Bob knocks on another room, then thinks better of it: the knock is withdrawn through
+    // A (a leave), and no longer in his sync.
+    let second = create_room(
+        &a,
+        &alice,
+        json!({"preset": "private_chat",
+               "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/knock/{second}?via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_membership(&a, &second, &bob.user_id).await.as_deref(), Some("knock"));
+    let (status, body) = b.post(&format!("/_matrix/client/v3/rooms/{second}/leave"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_membership(&a, &second, &bob.user_id).await.as_deref(), Some("leave"));
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob.token)).await;
+    assert!(sync["rooms"]["knock"][&second].is_null(), "{sync}");
 
     // A room whose rules do not allow knocking: refused.
     let closed = create_room(&a, &alice, json!({"preset": "private_chat"})).await;
