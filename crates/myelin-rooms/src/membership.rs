@@ -2,7 +2,7 @@
 //! `m.room.member` event; the auth rules of the room's version decide whether it is allowed.
 
 use crate::{pdu::EventContent, service::RoomService};
-use myelin_core::{Error, Result};
+use myelin_core::{Error, ErrorKind, Result};
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomOrAliasId, UserId};
 use serde_json::{Value, json};
 
@@ -103,16 +103,29 @@ impl RoomService {
         if matches!(self.membership_of(&room.room_id, user).await?.as_deref(), Some("invite" | "join")) {
             return Ok(None);
         }
-        let mut allowed = false;
+        // Conditions on rooms this server is not in cannot be checked here (the spec's
+        // M_UNABLE_TO_AUTHORISE_JOIN: the joining server tries another).
+        let (mut allowed, mut checkable) = (false, false);
         for condition in rules["allow"].as_array().into_iter().flatten() {
             if condition["type"] != "m.room_membership" {
                 continue;
             }
             let Some(other) = condition["room_id"].as_str().and_then(|id| RoomId::parse(id).ok()) else { continue };
+            if !self.is_resident(&other).await? {
+                continue;
+            }
+            checkable = true;
             if self.membership_of(&other, user).await?.as_deref() == Some("join") {
                 allowed = true;
                 break;
             }
+        }
+        if !allowed && !checkable {
+            return Err(Error::new(
+                http::StatusCode::BAD_REQUEST,
+                ErrorKind::UnableToAuthorizeJoin,
+                "this server is in none of the rooms whose members may join this one: ask another",
+            ));
         }
         if !allowed {
             return Err(Error::forbidden("you are not in any room whose members may join this one"));
@@ -128,7 +141,14 @@ impl RoomService {
             .filter(|m| level(&m.user_id) >= needed)
             .max_by_key(|m| level(&m.user_id))
             .map(|m| m.user_id.clone());
-        authoriser.map(Some).ok_or_else(|| Error::forbidden("nobody in the room can authorise your join"))
+        // Allowed, but nobody here may vouch for it (M_UNABLE_TO_GRANT_JOIN: ask another server).
+        authoriser.map(Some).ok_or_else(|| {
+            Error::new(
+                http::StatusCode::BAD_REQUEST,
+                ErrorKind::UnableToGrantJoin,
+                "nobody of this server in the room may authorise your join: ask another server",
+            )
+        })
     }
 
     /// Asks to join a room whose join rule is `knock` (room versions 7+).

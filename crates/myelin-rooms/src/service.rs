@@ -332,7 +332,8 @@ impl RoomService {
         let Some(id) = self.store.rooms().current_state_event_id(room_id.as_str(), event_type, state_key).await? else {
             return Ok(None);
         };
-        Ok(self.pdu(&id).await?.map(|(_, pdu)| pdu))
+        // An outlier too: a room joined over federation has its state from before the join so.
+        Ok(self.cached_pdus(std::slice::from_ref(&id)).await?.remove(&id).map(|pdu| Pdu::clone(&pdu)))
     }
 
     /// The auth events of a new event (the state keys the rules name for it, in `state`),

@@ -31,6 +31,11 @@ impl RoomService {
     /// Queues a new local event for the other servers in its room (and, for a membership
     /// change, the target's server).
     pub(crate) async fn distribute(&self, room_id: &RoomId, pdu: &Pdu) {
+        self.distribute_except(room_id, pdu, None).await;
+    }
+
+    /// `distribute`, leaving out `origin` (the server the event came from).
+    pub(crate) async fn distribute_except(&self, room_id: &RoomId, pdu: &Pdu, origin: Option<&ServerName>) {
         if pdu.kind.to_string() == "m.room.member" {
             self.forget_servers(room_id);
         }
@@ -48,6 +53,7 @@ impl RoomService {
         {
             destinations.push(target.server_name().to_owned());
         }
+        destinations.retain(|d| Some(&**d) != origin);
         if destinations.is_empty() {
             return;
         }

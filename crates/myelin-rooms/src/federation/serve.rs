@@ -153,7 +153,13 @@ impl RoomService {
         {
             return Err(Error::bad_json(format!("not a {membership} of a user of the requesting server")));
         }
-        self.receive_pdu(origin, &room, json, false).await
+        let pdu = self.receive_pdu(origin, &room, json, false).await?;
+        // The other servers in the room learn of it from us (unless it was soft-failed: kept
+        // out of the room's timeline).
+        if self.store.rooms().event(pdu.event_id.as_str()).await?.is_some() {
+            self.distribute_except(room_id, &pdu, Some(origin)).await;
+        }
+        Ok(pdu)
     }
 
     /// A join signed by `origin`'s server: checked and persisted like any PDU, then answered
@@ -219,6 +225,8 @@ impl RoomService {
         let Some((row, _)) = self.pdu(pdu.event_id.as_str()).await? else {
             return Err(Error::forbidden("the join is not allowed by the room's current state"));
         };
+        // The other servers in the room learn of the join from us.
+        self.distribute_except(room_id, &pdu, Some(origin)).await;
         let state = self.state_at(row.state_before).await?;
         let state_ids: Vec<String> = state.values().cloned().collect();
         let (chain, _) = self.auth_chain(&state_ids).await?;

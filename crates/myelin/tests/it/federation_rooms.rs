@@ -24,7 +24,8 @@ backend_tests!(
     bad_federation_requests,
     history_visibility_across,
     soft_failed_events,
-    backfilled_history_has_its_own_state
+    backfilled_history_has_its_own_state,
+    restricted_join_through_another_server
 );
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
@@ -740,4 +741,47 @@ async fn backfilled_history_has_its_own_state(backend: Backend) {
     let topic = b.services().store.rooms().pdu_jsons(std::slice::from_ref(topic)).await.unwrap();
     let topic: Value = serde_json::from_str(&topic[0].2).unwrap();
     assert_eq!(topic["content"]["topic"], "first");
+}
+
+/// A restricted room (members of room S may join) on A, with C in it too. Asked first, C
+/// answers that it cannot check the condition (it is not in S: M_UNABLE_TO_AUTHORISE_JOIN),
+/// then, once in S, that nobody of it may vouch for the join (M_UNABLE_TO_GRANT_JOIN); B's
+/// user, joining through C then A, is let in by A.
+async fn restricted_join_through_another_server(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
+    let (c, c_name) = federated(backend, &_ca, |_| {}).await;
+    let carol = c.register("carol").await;
+    let space = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    let rules = json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]});
+    let room = create_room(
+        &a,
+        &alice,
+        json!({"preset": "private_chat", "room_version": "10",
+               "power_level_content_override": {"invite": 50},
+               "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": rules}]}),
+    )
+    .await;
+    // Carol is invited in (C is in the room, not in the space); Bob joins the space.
+    let (status, body) = a
+        .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.token), json!({"user_id": carol.user_id}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    join_via(&c, &carol, &room, &a_name).await;
+    join_via(&b, &bob, &space, &a_name).await;
+
+    let make_join = format!("/_matrix/federation/v1/make_join/{room}/{}?ver=10", bob.user_id);
+    let (status, body) = signed(&b, &c_name, reqwest::Method::GET, &make_join, None).await;
+    assert_eq!((status, body["errcode"].as_str()), (400, Some("M_UNABLE_TO_AUTHORISE_JOIN")), "{body}");
+    join_via(&c, &carol, &space, &a_name).await;
+    let (status, body) = signed(&b, &c_name, reqwest::Method::GET, &make_join, None).await;
+    assert_eq!((status, body["errcode"].as_str()), (400, Some("M_UNABLE_TO_GRANT_JOIN")), "{body}");
+
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/join/{room}?via={c_name}&via={a_name}"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_membership(&a, &room, &bob.user_id).await.as_deref(), Some("join"));
+    eventually("Bob's join on C", || async {
+        (stored_membership(&c, &room, &bob.user_id).await.as_deref() == Some("join")).then_some(())
+    })
+    .await;
 }
