@@ -64,6 +64,8 @@ pub struct RoomService {
     pub(crate) push_rule_cache: Mutex<HashMap<ruma::OwnedUserId, Arc<ruma::push::Ruleset>>>,
     /// Set while a move of staged push actions is scheduled (see `notifications.rs`).
     pub(crate) push_rotation: Arc<std::sync::atomic::AtomicBool>,
+    /// Rooms whose history is being fetched from other servers (one backfill per room).
+    pub(crate) backfilling: Mutex<std::collections::HashSet<OwnedRoomId>>,
 }
 
 /// A device's one-time key counts by algorithm and its unused fallback key types.
@@ -145,6 +147,7 @@ impl RoomService {
             push_members: Mutex::default(),
             push_rule_cache: Mutex::default(),
             push_rotation: Arc::default(),
+            backfilling: Mutex::default(),
             changes: crate::changes::StreamChanges::new(),
             ignored_cache: Mutex::default(),
             presence_written: Mutex::default(),

@@ -45,23 +45,33 @@ macro_rules! read_up_to {
     };
 }
 
-/// Staged events moved into `event_push_actions` per transaction.
-const ROTATE_BATCH: i64 = 1000;
+/// Staged events moved into `event_push_actions` per transaction: small enough that a room of
+/// thousands of members stays a few MB of rows in memory, large enough that each member's page
+/// takes many events' rows at once.
+const ROTATE_BATCH: i64 = 50;
 
 impl Push<'_> {
     /// Moves the push actions staged with their events (`event_push_staging`, one row per
     /// event) into `event_push_actions` (one row per member), oldest first, in batches: the
-    /// rows of one member and room land side by side. Safe to run concurrently (a row moved
-    /// twice is kept once). How many events were moved.
+    /// rows of one member and room land side by side. Only what was staged when it started
+    /// (under a steady stream of events it still ends). Safe to run concurrently: a row moved
+    /// twice is kept once, and staged rows are committed in stream order (their position comes
+    /// from the `stream` counter, whose row each writer locks), so none is skipped. How many
+    /// events were moved.
     pub async fn rotate_staged(&self) -> Result<usize> {
+        let up_to: Option<i64> = on_db!(self.0, read, |pool| {
+            sqlx::query_scalar("SELECT MAX(stream_ordering) FROM event_push_staging").fetch_one(pool).await?
+        });
+        let Some(up_to) = up_to else { return Ok(0) };
         let mut moved = 0;
         loop {
             let batch = on_db!(self.0, write, |pool| {
                 let mut tx = pool.begin_write().await?;
                 let staged: Vec<(i64, String, String, String)> = sqlx::query_as(
                     "SELECT stream_ordering, room_id, event_id, actions FROM event_push_staging
-                     ORDER BY stream_ordering LIMIT $1",
+                     WHERE stream_ordering <= $1 ORDER BY stream_ordering LIMIT $2",
                 )
+                .bind(up_to)
                 .bind(ROTATE_BATCH)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -110,15 +120,23 @@ impl Push<'_> {
     }
 
     /// Moves the staged push actions first when there are any: what reads
-    /// `event_push_actions` sees every event committed before it started.
-    async fn rotate_if_staged(&self) -> Result<()> {
-        let staged: bool = on_db!(self.0, read, |pool| {
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_push_staging)").fetch_one(pool).await?
-        });
-        if staged {
-            self.rotate_staged().await?;
+    /// `event_push_actions` then sees every event committed before it started. Should that
+    /// fail, the read goes on with the counts as they are (a later read moves them).
+    async fn rotate_if_staged(&self) {
+        let staged: Result<bool> = async {
+            Ok(on_db!(self.0, read, |pool| {
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_push_staging)").fetch_one(pool).await?
+            }))
         }
-        Ok(())
+        .await;
+        let moved = match staged {
+            Ok(true) => self.rotate_staged().await.map(|_| ()),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = moved {
+            tracing::warn!("moving staged push actions before a read: {e}");
+        }
     }
 
     /// Adds or replaces the user's pusher for (app ID, pushkey); unless `append`, the same
@@ -190,7 +208,7 @@ impl Push<'_> {
         } else {
             ("NULL", "('', 'main')", "a.room_id")
         };
-        self.rotate_if_staged().await?;
+        self.rotate_if_staged().await;
         let mut rows = Vec::new();
         for chunk in room_ids.chunks(100) {
             let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
@@ -228,7 +246,7 @@ impl Push<'_> {
             " AS read FROM event_push_actions a WHERE a.user_id = $1 AND a.stream_ordering < $2
                AND (a.highlight OR NOT $3) ORDER BY a.stream_ordering DESC LIMIT $4"
         );
-        self.rotate_if_staged().await?;
+        self.rotate_if_staged().await;
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_as(sql).bind(user_id).bind(before).bind(highlights_only).bind(limit).fetch_all(pool).await?
         }))

@@ -748,11 +748,17 @@ impl Rooms<'_> {
         Ok(())
     }
 
-    /// For soft-failed events among `event_ids`: (event ID, state group after it).
-    pub async fn soft_failed_states(&self, event_ids: &[String]) -> Result<Vec<(String, i64)>> {
-        Ok(fetch_in_chunks!(self.0, event_ids, |list| format!(
-            "SELECT event_id, state_after FROM outlier_events WHERE event_id IN ({list}) AND state_after IS NOT NULL"
-        )))
+    /// For soft-failed events of the room among `event_ids`: (event ID, state group after it).
+    pub async fn soft_failed_states(&self, room_id: &str, event_ids: &[String]) -> Result<Vec<(String, i64)>> {
+        Ok(fetch_in_chunks!(
+            self.0,
+            event_ids,
+            |list| format!(
+                "SELECT event_id, state_after FROM outlier_events
+                 WHERE room_id = $1 AND event_id IN ({list}) AND state_after IS NOT NULL"
+            ),
+            room_id
+        ))
     }
 
     /// Writes the state group after a state event whose state before is group `before` (a

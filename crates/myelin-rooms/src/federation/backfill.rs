@@ -29,11 +29,36 @@ const FETCH_ONE_BY_ONE: usize = 50;
 /// The most state events taken from another server's answer.
 const MAX_STATE: usize = 100_000;
 
+/// The most events of one batch whose state is asked of the server (`/state_ids`).
+const MAX_REMOTE_STATES: usize = 2;
+
+/// A room's backfill in progress, released when dropped.
+struct BackfillGuard<'a> {
+    service: &'a RoomService,
+    room_id: ruma::OwnedRoomId,
+}
+
+impl<'a> BackfillGuard<'a> {
+    fn take(service: &'a RoomService, room_id: &RoomId) -> Option<Self> {
+        let mut rooms = service.backfilling.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.insert(room_id.to_owned()).then(|| BackfillGuard { service, room_id: room_id.to_owned() })
+    }
+}
+
+impl Drop for BackfillGuard<'_> {
+    fn drop(&mut self) {
+        self.service.backfilling.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.room_id);
+    }
+}
+
 impl RoomService {
     /// Fetches the room's history before its earliest local event from another server in the
     /// room; how many events were stored (0 when the room's start is already here).
     pub(crate) async fn backfill(&self, room_id: &RoomId) -> Result<usize> {
         let room = self.known_room(room_id).await?;
+        // One backfill of a room at a time: a second reader finds the history being fetched
+        // and pages what is here (batches never interleave their positions).
+        let Some(_guard) = BackfillGuard::take(self, room_id) else { return Ok(0) };
         let Some(earliest) = self.store.rooms().earliest_event(room_id.as_str()).await? else { return Ok(0) };
         if earliest.event_type == "m.room.create" {
             return Ok(0);
@@ -66,8 +91,9 @@ impl RoomService {
             });
             let mut checked: Vec<(Pdu, i64, i64)> = Vec::with_capacity(events.len());
             let mut after_of: HashMap<String, i64> = HashMap::new();
+            let mut remote_states = 0;
             for json in events {
-                match self.check_backfilled(server, &room, json, &after_of).await {
+                match self.check_backfilled(server, &room, json, &after_of, &mut remote_states).await {
                     Ok((pdu, before, after)) => {
                         after_of.insert(pdu.event_id.to_string(), after);
                         checked.push((pdu, before, after));
@@ -99,17 +125,36 @@ impl RoomService {
         room: &RoomInfo,
         json: CanonicalJsonObject,
         after_of: &HashMap<String, i64>,
+        remote_states: &mut usize,
     ) -> Result<(Pdu, i64, i64)> {
         let pdu = self.verify_pdu(room, json).await?;
         self.check_against_auth_events(server, room, &pdu).await?;
         let prevs: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
         let mut groups: Vec<i64> = prevs.iter().filter_map(|id| after_of.get(id).copied()).collect();
         let rest: Vec<String> = prevs.iter().filter(|id| !after_of.contains_key(*id)).cloned().collect();
-        let stored = if rest.is_empty() { Vec::new() } else { self.states_after(&rest).await? };
+        let stored = if rest.is_empty() { Vec::new() } else { self.states_after(&room.room_id, &rest).await? };
         let all_known = stored.len() == rest.len();
         groups.extend(stored);
         let (before_group, before) = if !all_known {
-            self.remote_state_before(server, room, &pdu.event_id).await?
+            // A batch normally starts mid-history once; a server answering with many loose
+            // ends is not followed further.
+            *remote_states += 1;
+            if *remote_states > MAX_REMOTE_STATES {
+                return Err(Error::forbidden("too many events of the batch start from unknown events"));
+            }
+            let (group, remote) = self.remote_state_before(server, room, &pdu.event_id).await?;
+            if groups.is_empty() {
+                (group, remote)
+            } else {
+                // Some previous events are here: their states count too, resolved with the
+                // server's (which alone could claim any state it has signed events for).
+                let mut states = vec![StateMap::clone(&remote)];
+                for group in &groups {
+                    states.push(StateMap::clone(&*self.state_at(*group).await?));
+                }
+                let state = self.resolve_states(room, &states, None).await?;
+                (self.store.rooms().save_state_group(room.room_id.as_str(), &state).await?, Arc::new(state))
+            }
         } else if groups.len() == 1 {
             (groups[0], self.state_at(groups[0]).await?)
         } else {
@@ -200,8 +245,12 @@ impl RoomService {
         let jsons: Vec<CanonicalJsonObject> = raw.filter_map(|raw| serde_json::from_str(raw.get()).ok()).collect();
         let events: HashMap<OwnedEventId, Arc<Pdu>> =
             self.verify_pdus(room, jsons).await?.into_iter().map(|pdu| (pdu.event_id.clone(), Arc::new(pdu))).collect();
-        super::join::check_auth_chain(&room.rules.authorization, &events)
-            .map_err(|e| Error::forbidden(format!("the state from {server} breaks the auth rules: {e}")))?;
+        let rules = room.rules.authorization.clone();
+        let events =
+            tokio::task::spawn_blocking(move || super::join::check_auth_chain(&rules, &events).map(|()| events))
+                .await
+                .map_err(Error::internal)?
+                .map_err(|e| Error::forbidden(format!("the state from {server} breaks the auth rules: {e}")))?;
         let outliers: Vec<(String, String)> = events
             .values()
             .filter(|pdu| pdu.room_id == room.room_id)

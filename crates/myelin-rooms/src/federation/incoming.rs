@@ -94,12 +94,18 @@ impl RoomService {
         if let Some((_, known)) = self.pdu(pdu.event_id.as_str()).await? {
             return Ok(known);
         }
+        // Soft-failed before: it stays so (not let into the timeline later, when the state has
+        // changed, at a position that is not its own).
+        let rooms = self.store.rooms();
+        if !rooms.soft_failed_states(room.room_id.as_str(), &[pdu.event_id.to_string()]).await?.is_empty() {
+            return Ok(pdu);
+        }
         self.check_against_auth_events(origin, room, &pdu).await?;
         let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-        let mut prev_states = self.states_after(&prev_ids).await?;
+        let mut prev_states = self.states_after(&room.room_id, &prev_ids).await?;
         if prev_states.len() < prev_ids.len() && fetch_missing {
             self.fetch_missing(origin, room, &pdu).await;
-            prev_states = self.states_after(&prev_ids).await?;
+            prev_states = self.states_after(&room.room_id, &prev_ids).await?;
         }
         if prev_states.len() < prev_ids.len() {
             return Err(Error::not_found(format!("{}: some of its previous events are unknown", pdu.event_id)));
@@ -130,15 +136,10 @@ impl RoomService {
         let current = self.head(room).await?.state;
         if let Err(e) = self.check_against_state(room, &pdu, &current).await {
             tracing::info!(event_id = %pdu.event_id, "soft-failed: {e}");
-            let rooms = self.store.rooms();
-            if !rooms.soft_failed_states(&[pdu.event_id.to_string()]).await?.is_empty() {
-                return Ok(pdu);
-            }
             let after = match &pdu.state_key {
                 Some(key) => {
-                    let mut state = myelin_store::StateMap::clone(&before);
-                    state.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.to_string());
-                    rooms.save_state_group(room.room_id.as_str(), &state).await?
+                    let (kind, id) = (pdu.kind.to_string(), pdu.event_id.as_str());
+                    rooms.save_state_after(room.room_id.as_str(), before_group, &kind, key, id).await?
                 }
                 None => before_group,
             };
@@ -151,13 +152,17 @@ impl RoomService {
 
     /// The state groups after those of `event_ids` this server has in the DAG: timeline
     /// events, and soft-failed events (outliers that later events may build on).
-    pub(crate) async fn states_after(&self, event_ids: &[String]) -> Result<Vec<i64>> {
-        let rows = self.store.rooms().events(event_ids).await?;
+    /// Only events of `room_id` count: another room's event named as a previous event is
+    /// unknown here (its state must never become this room's).
+    pub(crate) async fn states_after(&self, room_id: &RoomId, event_ids: &[String]) -> Result<Vec<i64>> {
+        let mut rows = self.store.rooms().events(event_ids).await?;
+        rows.retain(|row| row.room_id == room_id.as_str());
         let mut groups: Vec<i64> = rows.iter().map(|row| row.state_after).collect();
         if groups.len() < event_ids.len() {
             let found: std::collections::HashSet<&str> = rows.iter().map(|row| row.event_id.as_str()).collect();
             let rest: Vec<String> = event_ids.iter().filter(|id| !found.contains(id.as_str())).cloned().collect();
-            groups.extend(self.store.rooms().soft_failed_states(&rest).await?.into_iter().map(|(_, group)| group));
+            let soft_failed = self.store.rooms().soft_failed_states(room_id.as_str(), &rest).await?;
+            groups.extend(soft_failed.into_iter().map(|(_, group)| group));
         }
         Ok(groups)
     }

@@ -185,8 +185,8 @@ impl RoomService {
         Ok(keys)
     }
 
-    /// Resolves several states of a room into one (state resolution v2; room versions 1 and 2
-    /// use it too, as ruma has no v1 algorithm).
+    /// Resolves several states of a room into one: state resolution v2 (ruma), or v1 for room
+    /// version 1 (`state_res_v1.rs`).
     /// `incoming` is an event in one of the states that is not stored yet.
     pub(crate) async fn resolve_states(
         &self,
@@ -256,11 +256,10 @@ impl RoomService {
         if let Some(pdu) = incoming {
             events.insert(pdu.event_id.to_string(), Arc::new(pdu.clone()));
         }
-        let (rules, states) = (room.rules.authorization.clone(), states.to_vec());
-        tokio::task::spawn_blocking(move || state_res_v1::resolve(&rules, &states, &events))
+        let (rules, states, room_id) = (room.rules.authorization.clone(), states.to_vec(), room.room_id.clone());
+        tokio::task::spawn_blocking(move || state_res_v1::resolve(&rules, &room_id, &states, &events))
             .await
-            .map_err(Error::internal)?
-            .map_err(|e| Error::internal(format!("state resolution: {e}")))
+            .map_err(Error::internal)
     }
 
     /// The full auth chain of events (their auth events, recursively), with the events.

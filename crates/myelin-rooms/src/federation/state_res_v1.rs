@@ -5,8 +5,9 @@
 //! - Unconflicted entries (one event ID for a key across the states) are kept; the auth events
 //!   the conflicted events are checked against start as the unconflicted entries of their auth
 //!   types.
-//! - Conflicts of `m.room.power_levels`, then `m.room.join_rules`, then each `m.room.member`
-//!   key: the events sorted by ascending depth then descending SHA-1 of the event ID; each
+//! - Events unknown here, or of another room, are left out of the conflicts.
+//! - Conflicts of the power levels (`m.room.power_levels` with the empty state key), then of
+//!   `m.room.join_rules`, then of each `m.room.member` key: the events sorted by ascending depth then descending SHA-1 of the event ID; each
 //!   after the first is checked against the auth events with the one before it applied, and
 //!   the last one allowed wins.
 //! - Every other conflict: the first event, by descending depth then ascending SHA-1, that the
@@ -14,21 +15,23 @@
 
 use crate::pdu::Pdu;
 use myelin_store::{StateKey, StateMap};
-use ruma::room_version_rules::AuthorizationRules;
+use ruma::{RoomId, room_version_rules::AuthorizationRules};
 use sha1::{Digest, Sha1};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
-/// Resolves `states` (each a map of state keys to event IDs). `events` holds at least every
-/// event of a conflicted entry and the unconflicted entries' events; an event missing there
-/// is an error.
+/// Resolves `states` (each a map of state keys to event IDs) of room `room_id`. `events`
+/// holds the events of the conflicted entries and the unconflicted entries' events; a
+/// conflicted event missing there, or of another room, is left out (as Synapse does), and an
+/// entry left with one event is unconflicted.
 pub(crate) fn resolve(
     rules: &AuthorizationRules,
+    room_id: &RoomId,
     states: &[StateMap],
     events: &HashMap<String, Arc<Pdu>>,
-) -> Result<StateMap, String> {
+) -> StateMap {
     let mut ids_by_key: BTreeMap<&StateKey, BTreeSet<&String>> = BTreeMap::new();
     for state in states {
         for (key, id) in state {
@@ -38,24 +41,31 @@ pub(crate) fn resolve(
     let mut unconflicted = StateMap::new();
     let mut conflicted: BTreeMap<StateKey, Vec<Arc<Pdu>>> = BTreeMap::new();
     for (key, ids) in ids_by_key {
-        if ids.len() == 1 {
-            unconflicted.insert(key.clone(), (*ids.first().expect("one")).clone());
-            continue;
+        let mut list: Vec<Arc<Pdu>> = Vec::with_capacity(ids.len());
+        if ids.len() > 1 {
+            list = ids.iter().filter_map(|id| events.get(*id)).filter(|pdu| pdu.room_id == room_id).cloned().collect();
         }
-        let mut list = Vec::with_capacity(ids.len());
-        for id in ids {
-            list.push(events.get(id).cloned().ok_or_else(|| format!("state resolution: {id} is not known"))?);
+        match list.len() {
+            0 if ids.len() == 1 => {
+                unconflicted.insert(key.clone(), (*ids.first().expect("one")).clone());
+            }
+            0 => {}
+            1 => {
+                unconflicted.insert(key.clone(), list[0].event_id.to_string());
+            }
+            _ => {
+                conflicted.insert(key.clone(), list);
+            }
         }
-        conflicted.insert(key.clone(), list);
     }
     if conflicted.is_empty() {
-        return Ok(unconflicted);
+        return unconflicted;
     }
 
     // The auth events of the conflicted events, from the unconflicted state.
     let mut auth: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
     for pdu in conflicted.values().flatten() {
-        for key in auth_keys(rules, pdu)? {
+        for key in auth_keys(rules, pdu) {
             if let Some(id) = unconflicted.get(&key)
                 && let Some(event) = events.get(id)
             {
@@ -65,11 +75,16 @@ pub(crate) fn resolve(
     }
 
     let mut resolved: StateMap = StateMap::new();
-    for kind in ["m.room.power_levels", "m.room.join_rules", "m.room.member"] {
-        let keys: Vec<StateKey> = conflicted.keys().filter(|key| key.0 == kind).cloned().collect();
+    // The power levels (of the empty state key only), then join rules, then members.
+    let phases: [&dyn Fn(&StateKey) -> bool; 3] =
+        [&|key| key.0 == "m.room.power_levels" && key.1.is_empty(), &|key| key.0 == "m.room.join_rules", &|key| {
+            key.0 == "m.room.member"
+        }];
+    for phase in phases {
+        let keys: Vec<StateKey> = conflicted.keys().filter(|key| phase(key)).cloned().collect();
         let mut chosen = Vec::new();
         for key in keys {
-            let winner = resolve_auth_events(rules, &conflicted[&key], &auth)?;
+            let winner = resolve_auth_events(rules, &conflicted[&key], &auth);
             chosen.push((key, winner));
         }
         for (key, winner) in chosen {
@@ -83,7 +98,7 @@ pub(crate) fn resolve(
         }
     }
     unconflicted.extend(resolved);
-    Ok(unconflicted)
+    unconflicted
 }
 
 /// Descending depth, then ascending SHA-1 of the event ID.
@@ -94,11 +109,12 @@ fn ordered(events: &[Arc<Pdu>]) -> Vec<Arc<Pdu>> {
     list.into_iter().map(|(_, _, pdu)| pdu).collect()
 }
 
-/// The (type, state key) pairs the auth rules look up for `pdu`.
-fn auth_keys(rules: &AuthorizationRules, pdu: &Pdu) -> Result<Vec<StateKey>, String> {
-    let types =
-        ruma::state_res::auth_types_for_event(&pdu.kind, &pdu.sender, pdu.state_key.as_deref(), &pdu.content, rules)?;
-    Ok(types.into_iter().map(|(kind, key)| (kind.to_string(), key)).collect())
+/// The (type, state key) pairs the auth rules look up for `pdu` (none for an event whose
+/// content they cannot read: it fails its checks then).
+fn auth_keys(rules: &AuthorizationRules, pdu: &Pdu) -> Vec<StateKey> {
+    ruma::state_res::auth_types_for_event(&pdu.kind, &pdu.sender, pdu.state_key.as_deref(), &pdu.content, rules)
+        .map(|types| types.into_iter().map(|(kind, key)| (kind.to_string(), key)).collect())
+        .unwrap_or_default()
 }
 
 fn allowed(rules: &AuthorizationRules, pdu: &Pdu, auth: &HashMap<StateKey, Arc<Pdu>>) -> bool {
@@ -113,10 +129,10 @@ fn resolve_auth_events(
     rules: &AuthorizationRules,
     events: &[Arc<Pdu>],
     auth: &HashMap<StateKey, Arc<Pdu>>,
-) -> Result<Arc<Pdu>, String> {
+) -> Arc<Pdu> {
     let mut keys = BTreeSet::new();
     for pdu in events {
-        keys.extend(auth_keys(rules, pdu)?);
+        keys.extend(auth_keys(rules, pdu));
     }
     let mut auth: HashMap<StateKey, Arc<Pdu>> =
         auth.iter().filter(|(key, _)| keys.contains(*key)).map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -128,11 +144,11 @@ fn resolve_auth_events(
             auth.insert((previous.kind.to_string(), state_key.clone()), previous.clone());
         }
         if !allowed(rules, pdu, &auth) {
-            return Ok(previous);
+            return previous;
         }
         previous = pdu.clone();
     }
-    Ok(previous)
+    previous
 }
 
 /// Any other state: the newest the auth rules allow.
@@ -198,11 +214,11 @@ mod tests {
         let new = fork(&base, &mut events, pdu("$t2:a", "m.room.topic", ALICE, "", json!({"topic": "new"}), 9));
         let rules = AuthorizationRules::V1;
         assert_eq!(
-            winner(&resolve(&rules, &[old.clone(), new.clone()], &events).unwrap(), "m.room.topic", ""),
+            winner(&resolve(&rules, &room_id(), &[old.clone(), new.clone()], &events), "m.room.topic", ""),
             "$t2:a"
         );
         // The order of the states does not matter; unconflicted entries stay.
-        let resolved = resolve(&rules, &[new, old], &events).unwrap();
+        let resolved = resolve(&rules, &room_id(), &[new, old], &events);
         assert_eq!(winner(&resolved, "m.room.topic", ""), "$t2:a");
         assert_eq!(winner(&resolved, "m.room.member", BOB), "$bob:b");
     }
@@ -215,7 +231,7 @@ mod tests {
         // Bob's fork: he leaves and joins again, deeper than the ban.
         let rejoin = pdu("$rejoin:b", "m.room.member", BOB, BOB, json!({"membership": "join"}), 9);
         let rejoined = fork(&base, &mut events, rejoin);
-        let resolved = resolve(&AuthorizationRules::V1, &[rejoined, banned], &events).unwrap();
+        let resolved = resolve(&AuthorizationRules::V1, &room_id(), &[rejoined, banned], &events);
         assert_eq!(winner(&resolved, "m.room.member", BOB), "$ban:a");
     }
 
@@ -227,22 +243,32 @@ mod tests {
         let raise = json!({"users": {ALICE: 100, BOB: 50}});
         let raised = fork(&base, &mut events, pdu("$raise:a", "m.room.power_levels", ALICE, "", raise, 8));
         // Mallory's, deeper, would win on depth alone; checked after Alice's, it is refused.
-        let resolved = resolve(&AuthorizationRules::V1, &[grabbed, raised.clone()], &events).unwrap();
+        let resolved = resolve(&AuthorizationRules::V1, &room_id(), &[grabbed, raised.clone()], &events);
         assert_eq!(winner(&resolved, "m.room.power_levels", ""), "$raise:a");
         // Alice's own later change, allowed after her earlier one, wins.
         let lower = json!({"users": {ALICE: 100, BOB: 20}});
         let lowered = fork(&base, &mut events, pdu("$lower:a", "m.room.power_levels", ALICE, "", lower, 10));
-        let resolved = resolve(&AuthorizationRules::V1, &[raised, lowered], &events).unwrap();
+        let resolved = resolve(&AuthorizationRules::V1, &room_id(), &[raised, lowered], &events);
         assert_eq!(winner(&resolved, "m.room.power_levels", ""), "$lower:a");
     }
 
     #[test]
-    fn an_unknown_conflicted_event_is_an_error() {
-        let (base, events) = room();
-        let mut other = base.clone();
-        other.insert(("m.room.topic".into(), String::new()), "$nowhere:x".into());
-        let mut one = base;
-        one.insert(("m.room.topic".into(), String::new()), "$t:a".into());
-        assert!(resolve(&AuthorizationRules::V1, &[one, other], &events).is_err());
+    fn unknown_events_and_other_rooms_events_are_left_out() {
+        let (base, mut events) = room();
+        let mut unknown = base.clone();
+        unknown.insert(("m.room.topic".into(), String::new()), "$nowhere:x".into());
+        let known = fork(&base, &mut events, pdu("$t:a", "m.room.topic", ALICE, "", json!({"topic": "t"}), 6));
+        let resolved = resolve(&AuthorizationRules::V1, &room_id(), &[known.clone(), unknown], &events);
+        assert_eq!(winner(&resolved, "m.room.topic", ""), "$t:a");
+        // A deeper topic of another room, named in a state of this one, does not win.
+        let mut elsewhere = pdu("$t2:a", "m.room.topic", ALICE, "", json!({"topic": "t2"}), 9);
+        Arc::make_mut(&mut elsewhere).room_id = ruma::RoomId::parse("!other:a").unwrap();
+        let other = fork(&base, &mut events, elsewhere);
+        let resolved = resolve(&AuthorizationRules::V1, &room_id(), &[known, other], &events);
+        assert_eq!(winner(&resolved, "m.room.topic", ""), "$t:a");
+    }
+
+    fn room_id() -> ruma::OwnedRoomId {
+        ruma::RoomId::parse("!room:a").unwrap()
     }
 }

@@ -25,7 +25,8 @@ backend_tests!(
     history_visibility_across,
     soft_failed_events,
     backfilled_history_has_its_own_state,
-    restricted_join_through_another_server
+    restricted_join_through_another_server,
+    previous_events_of_another_room
 );
 
 /// Polls `check` every 50 ms for up to 15 s until it returns Some.
@@ -784,4 +785,49 @@ async fn restricted_join_through_another_server(backend: Backend) {
         (stored_membership(&c, &room, &bob.user_id).await.as_deref() == Some("join")).then_some(())
     })
     .await;
+}
+
+/// A PDU whose previous event is an event of another room (both rooms on A, Bob in both): its
+/// state must not come from that room. It is refused, and the room's state is unchanged.
+async fn previous_events_of_another_room(backend: Backend) {
+    let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
+    let room = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
+    let other = create_room(&a, &alice, json!({"preset": "public_chat", "name": "elsewhere"})).await;
+    join_via(&b, &bob, &room, &a_name).await;
+    join_via(&b, &bob, &other, &a_name).await;
+    let elsewhere = send_text(&a, &alice, &other, "x", "in the other room").await;
+    let before = state_ids(&a, &alice, &room).await;
+
+    // Bob's server signs a message of the room built on the other room's event.
+    let b_name = bob.user_id.split_once(':').unwrap().1.to_owned();
+    let key = myelin_federation::signing_key::SigningKey::load_or_generate(&b.services().config.data_dir).unwrap();
+    let state = |kind: &str, key: &str| {
+        let (room, kind, key) = (room.clone(), kind.to_owned(), key.to_owned());
+        let a = &a;
+        async move {
+            let room = ruma::RoomId::parse(&room).unwrap();
+            a.services().rooms.current_state_event(&room, &kind, &key).await.unwrap().unwrap().event_id.to_string()
+        }
+    };
+    let auth = vec![
+        state("m.room.create", "").await,
+        state("m.room.power_levels", "").await,
+        state("m.room.member", &bob.user_id).await,
+    ];
+    let mut event: ruma::CanonicalJsonObject = serde_json::from_value(json!({
+        "type": "m.room.message", "room_id": room, "sender": bob.user_id, "origin": b_name,
+        "content": {"msgtype": "m.text", "body": "built on another room"},
+        "origin_server_ts": 1_700_000_000_000u64, "depth": 50,
+        "prev_events": [elsewhere], "auth_events": auth,
+    }))
+    .unwrap();
+    let rules = ruma::room_version_rules::RoomVersionRules::V10;
+    ruma::signatures::hash_and_sign_event(&b_name, key.pair(), &mut event, &rules.redaction).unwrap();
+    let event_id = format!("${}", ruma::signatures::reference_hash(&event, &rules).unwrap());
+    let txn = json!({"origin": b_name, "origin_server_ts": 1, "pdus": [event], "edus": []});
+    let (status, body) = signed(&b, &a_name, reqwest::Method::PUT, "/_matrix/federation/v1/send/x1", Some(txn)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["pdus"][&event_id]["error"].is_string(), "{body}");
+    assert!(!messages(&a, &alice, &room).await.contains(&"built on another room".to_owned()));
+    assert_eq!(state_ids(&a, &alice, &room).await, before);
 }
