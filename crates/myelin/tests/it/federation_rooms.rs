@@ -107,6 +107,12 @@ async fn pair(backend: Backend) -> Pair {
     Pair { _ca: ca, a, b, alice, bob, a_name }
 }
 
+/// A room created with `options` and one initial state event (`kind`, empty state key).
+async fn with_state(server: &TestServer, user: &User, mut options: Value, kind: &str, content: &Value) -> String {
+    options["initial_state"] = json!([{"type": kind, "state_key": "", "content": content}]);
+    create_room(server, user, options).await
+}
+
 /// `user` of `server` joins `room` through `via`, which must succeed.
 async fn join_via(server: &TestServer, user: &User, room: &str, via: &str) {
     let (status, body) =
@@ -427,11 +433,13 @@ async fn keys_and_to_device_across(backend: Backend) {
 
 async fn knocks_across(backend: Backend) {
     let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
-    let room = create_room(
+    let knock_rule = json!({"join_rule": "knock"});
+    let room = with_state(
         &a,
         &alice,
-        json!({"preset": "private_chat", "name": "Knock here",
-               "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
+        json!({"preset": "private_chat", "name": "Knock here"}),
+        "m.room.join_rules",
+        &knock_rule,
     )
     .await;
     let (status, body) = b
@@ -455,13 +463,7 @@ async fn knocks_across(backend: Backend) {
 
     // Bob knocks on another room, then thinks better of it: the knock is withdrawn through
     // A (a leave), and no longer in his sync.
-    let second = create_room(
-        &a,
-        &alice,
-        json!({"preset": "private_chat",
-               "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
-    )
-    .await;
+    let second = with_state(&a, &alice, json!({"preset": "private_chat"}), "m.room.join_rules", &knock_rule).await;
     let (status, body) =
         b.post(&format!("/_matrix/client/v3/knock/{second}?via={a_name}"), Some(&bob.token), json!({})).await;
     assert_eq!(status, 200, "{body}");
@@ -594,13 +596,9 @@ async fn bad_federation_requests(backend: Backend) {
 /// joined reaches B redacted (backfill), whole after.
 async fn history_visibility_across(backend: Backend) {
     let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
-    let room = create_room(
-        &a,
-        &alice,
-        json!({"preset": "public_chat", "initial_state": [
-            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]}),
-    )
-    .await;
+    let joined_only = json!({"history_visibility": "joined"});
+    let room =
+        with_state(&a, &alice, json!({"preset": "public_chat"}), "m.room.history_visibility", &joined_only).await;
     send_text(&a, &alice, &room, "h1", "before bob").await;
     join_via(&b, &bob, &room, &a_name).await;
     let after = send_text(&a, &alice, &room, "h2", "after bob").await;
@@ -692,13 +690,9 @@ async fn soft_failed_events(backend: Backend) {
 /// event is the one of its time (a state event B had never seen, fetched).
 async fn backfilled_history_has_its_own_state(backend: Backend) {
     let Pair { _ca, a, b, alice, bob, a_name } = pair(backend).await;
-    let room = create_room(
-        &a,
-        &alice,
-        json!({"preset": "public_chat", "initial_state": [
-            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]}),
-    )
-    .await;
+    let joined_only = json!({"history_visibility": "joined"});
+    let room =
+        with_state(&a, &alice, json!({"preset": "public_chat"}), "m.room.history_visibility", &joined_only).await;
     let early = send_text(&a, &alice, &room, "e", "early").await;
     let state = |kind: &str| format!("/_matrix/client/v3/rooms/{room}/state/{kind}/");
     for (kind, content) in [
@@ -754,14 +748,9 @@ async fn restricted_join_through_another_server(backend: Backend) {
     let carol = c.register("carol").await;
     let space = create_room(&a, &alice, json!({"preset": "public_chat"})).await;
     let rules = json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]});
-    let room = create_room(
-        &a,
-        &alice,
-        json!({"preset": "private_chat", "room_version": "10",
-               "power_level_content_override": {"invite": 50},
-               "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": rules}]}),
-    )
-    .await;
+    let options =
+        json!({"preset": "private_chat", "room_version": "10", "power_level_content_override": {"invite": 50}});
+    let room = with_state(&a, &alice, options, "m.room.join_rules", &rules).await;
     // Carol is invited in (C is in the room, not in the space); Bob joins the space.
     let (status, body) = a
         .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.token), json!({"user_id": carol.user_id}))
