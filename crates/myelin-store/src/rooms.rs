@@ -1274,6 +1274,22 @@ impl Rooms<'_> {
         }))
     }
 
+    /// The room's joined members with the JSON of their member events (timeline events or
+    /// outliers, as a federated join stores the state), in one query: (user ID, event JSON).
+    pub async fn joined_member_events(&self, room_id: &str) -> Result<Vec<(String, String)>> {
+        Ok(on_db!(self.0, read, |pool| {
+            sqlx::query_as(
+                "SELECT m.user_id, COALESCE(e.json, o.json, '{}') FROM memberships m
+                 LEFT JOIN events e ON e.event_id = m.event_id
+                 LEFT JOIN outlier_events o ON o.event_id = m.event_id AND e.event_id IS NULL
+                 WHERE m.room_id = $1 AND m.membership = 'join' ORDER BY m.user_id",
+            )
+            .bind(room_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Whether a user whose ID ends with `:server_name` is joined to the room.
     pub async fn has_joined_member_of(&self, room_id: &str, server_name: &str) -> Result<bool> {
         // `_` and `%` cannot occur in server names, so the pattern is the suffix itself.

@@ -134,6 +134,9 @@ async fn join_and_chat(backend: Backend) {
     // Both servers agree on the members; B has the room's state (its name).
     let on_b = members(&b, &bob, &room).await;
     assert!(on_b.get(&alice.user_id).is_some() && on_b.get(&bob.user_id).is_some(), "{on_b}");
+    // Alice's display name on B comes from her member event, which B has as an outlier.
+    assert_eq!(on_b[&alice.user_id]["display_name"], members(&a, &alice, &room).await[&alice.user_id]["display_name"]);
+    assert!(on_b[&alice.user_id]["display_name"].is_string(), "{on_b}");
     eventually("bob's join on A", || async {
         members(&a, &alice, &room).await.get(&bob.user_id).is_some().then_some(())
     })

@@ -119,6 +119,11 @@ async fn create_send_and_read(backend: Backend) {
     let (_, members) =
         server.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&alice.token)).await;
     assert!(members["joined"][&alice.user_id].is_object(), "{members}");
+    // The display name is the member event's.
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&room), enc(&alice.user_id));
+    let (_, member) = server.get(&path, Some(&alice.token)).await;
+    assert!(member["displayname"].is_string(), "{member}");
+    assert_eq!(members["joined"][&alice.user_id]["display_name"], member["displayname"], "{members}");
     let (_, alias) = server.get("/_matrix/client/v3/directory/room/%23lab%3Alocalhost", None).await;
     assert_eq!(alias["room_id"], room);
 
