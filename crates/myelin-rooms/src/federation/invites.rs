@@ -118,28 +118,21 @@ impl RoomService {
                     servers.push(sender.server_name().to_owned());
                 }
             }
-            servers.retain(|server| *server != self.config.server_name);
         }
-        let mut last_error = Error::not_found("no server of the room took the leave");
-        for server in &servers {
-            match self.leave_through(server, room_id, user, &invite.room_version).await {
-                Ok((event, event_id)) => {
-                    let json = CanonicalJsonValue::Object(event).to_string();
-                    let stream = self
-                        .store
-                        .federation()
-                        .reject_remote_invite(room_id.as_str(), user.as_str(), event_id.as_str(), &json)
-                        .await?;
-                    self.advance_stream(stream);
-                    return Ok(Some(event_id));
-                }
-                Err(e) => {
-                    tracing::info!(%server, %room_id, "leaving through {server} failed: {e}");
-                    last_error = e;
-                }
-            }
-        }
-        Err(last_error)
+        let version = invite.room_version.as_str();
+        let (event, event_id) = self
+            .through_first("leave", room_id, &servers, |server| async move {
+                self.leave_through(&server, room_id, user, version).await
+            })
+            .await?;
+        let json = CanonicalJsonValue::Object(event).to_string();
+        let stream = self
+            .store
+            .federation()
+            .reject_remote_invite(room_id.as_str(), user.as_str(), event_id.as_str(), &json)
+            .await?;
+        self.advance_stream(stream);
+        Ok(Some(event_id))
     }
 
     /// `make_leave`, sign, `send_leave` through `server`: the leave event sent and its ID.

@@ -43,21 +43,10 @@ impl RoomService {
         if candidates.is_empty() {
             return Err(Error::not_found("this server is not in the room and knows no server that is"));
         }
-        let mut last_error = Error::not_found("no server could join you to the room");
-        for server in &candidates {
-            match self.join_through(user, room_id, server, reason).await {
-                Ok(event_id) => return Ok(event_id),
-                Err(e) => {
-                    tracing::info!(%server, %room_id, "joining through {server} failed: {e}");
-                    // A refusal by the room's rules is the answer; an unreachable server is not.
-                    if matches!(e.kind(), Some(myelin_core::ErrorKind::Forbidden)) {
-                        return Err(e);
-                    }
-                    last_error = e;
-                }
-            }
-        }
-        Err(last_error)
+        self.through_first("join", room_id, &candidates, |server| async move {
+            self.join_through(user, room_id, &server, reason).await
+        })
+        .await
     }
 
     async fn join_through(

@@ -66,15 +66,10 @@ impl RoomService {
         servers: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedEventId> {
-        let mut last_error = Error::not_found("no server could take your knock to the room");
-        for server in servers.iter().filter(|s| **s != self.config.server_name) {
-            match self.knock_through(user, room_id, server, reason).await {
-                Ok(event_id) => return Ok(event_id),
-                Err(e) if matches!(e.kind(), Some(ErrorKind::Forbidden)) => return Err(e),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
+        self.through_first("knock", room_id, servers, |server| async move {
+            self.knock_through(user, room_id, &server, reason).await
+        })
+        .await
     }
 
     async fn knock_through(

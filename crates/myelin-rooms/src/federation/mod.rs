@@ -62,6 +62,37 @@ impl RoomService {
         }
     }
 
+    /// Tries `attempt` through each of `servers` (other than this one) in turn until one
+    /// answers; a 403 is the room's answer and ends it (another server would refuse alike),
+    /// any other failure moves on. `what` names the request in logs and in the error when no
+    /// server answered.
+    pub(crate) async fn through_first<T, F, Fut>(
+        &self,
+        what: &str,
+        room_id: &RoomId,
+        servers: &[OwnedServerName],
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut(OwnedServerName) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut last_error = Error::not_found(format!("no server of the room took the {what}"));
+        for server in servers.iter().filter(|s| **s != self.config.server_name) {
+            match attempt(server.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    tracing::info!(%server, %room_id, "{what} through {server} failed: {e}");
+                    if matches!(e.kind(), Some(myelin_core::ErrorKind::Forbidden)) {
+                        return Err(e);
+                    }
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
     /// The other servers with a member joined to the room.
     pub(crate) async fn servers_in_room(&self, room_id: &RoomId) -> Result<Arc<Vec<OwnedServerName>>> {
         if let Some(servers) = self.servers.lock().unwrap_or_else(|e| e.into_inner()).get(room_id) {
