@@ -119,22 +119,11 @@ impl Push<'_> {
         }
     }
 
-    /// Moves the staged push actions first when there are any: what reads
+    /// Moves the staged push actions first (one read when there are none): what reads
     /// `event_push_actions` then sees every event committed before it started. Should that
     /// fail, the read goes on with the counts as they are (a later read moves them).
     async fn rotate_if_staged(&self) {
-        let staged: Result<bool> = async {
-            Ok(on_db!(self.0, read, |pool| {
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_push_staging)").fetch_one(pool).await?
-            }))
-        }
-        .await;
-        let moved = match staged {
-            Ok(true) => self.rotate_staged().await.map(|_| ()),
-            Ok(false) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = moved {
+        if let Err(e) = self.rotate_staged().await {
             tracing::warn!("moving staged push actions before a read: {e}");
         }
     }
