@@ -30,6 +30,7 @@ faster than Synapse) and exits 0 whatever they are. --quick: N = 300.
 import concurrent.futures
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -44,6 +45,17 @@ from harness import common, myelin, synapse, tls  # noqa: E402
 from harness.common import log  # noqa: E402
 
 TARGET = 5.0  # Myelin's join at least this many times faster than Synapse's
+
+
+def join_phases(log_file: str) -> str:
+    """The phases of Myelin's last federated join, from its log line."""
+    with open(log_file, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f if "joined a room over federation" in line]
+    if not lines:
+        return "(not logged)"
+    line = re.sub(r"\x1b\[[0-9;]*m", "", lines[-1])  # colour codes, if any
+    fields = [word for word in line.split() if word.split("=")[0].endswith(("_ms", "events"))]
+    return " ".join(fields)
 
 
 def call(base: str, method: str, path: str, token: str | None = None, body: dict | None = None,
@@ -138,7 +150,9 @@ def main() -> None:
             port, fed_port = common.free_port(), common.free_port()
             workdir = tempfile.mkdtemp(prefix=f"bench-{label}-")
             config = tls.myelin_federation_config(workdir, port, fed_port, certs)
-            server = myelin.Myelin(binary, port=port, workdir=workdir, config=config, timeout=60)
+            # The join's own timing line (remote, verify, auth, store) is logged at info.
+            server = myelin.Myelin(binary, port=port, workdir=workdir, config=config, timeout=60,
+                                   extra_env={"RUST_LOG": "warn,myelin_rooms::federation::join=info"})
             servers.append(server)
             return server, f"localhost:{fed_port}"
 
@@ -170,6 +184,8 @@ def main() -> None:
             try:
                 results[label] = timed_join(base, room, via, expect)
                 log(f"    answered in {results[label][0]:.2f} s, whole room in {results[label][1]:.2f} s")
+                if label.startswith("Myelin"):
+                    log(f"    phases: {join_phases(m2.log_file)}")
             except Exception as e:  # noqa: BLE001 - reported in the table
                 results[label] = f"error: {e}"[:300]
                 log(f"    ERROR {results[label]}")

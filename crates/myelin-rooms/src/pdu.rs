@@ -33,30 +33,49 @@ pub struct Pdu {
 impl Pdu {
     /// Parses a stored PDU whose event ID is known.
     pub fn from_json(event_id: OwnedEventId, json: CanonicalJsonObject) -> Result<Pdu> {
-        let value = serde_json::to_value(&json).map_err(Error::internal)?;
-        let str_field = |name: &str| value.get(name).and_then(|v| v.as_str());
+        // Read straight from the canonical JSON: no copy of the event is made but its content.
         let bad = |what: &str| Error::internal(format!("stored event {event_id} has a bad `{what}`"));
+        fn str_of(value: Option<&CanonicalJsonValue>) -> Option<&str> {
+            match value {
+                Some(CanonicalJsonValue::String(s)) => Some(s.as_str()),
+                _ => None,
+            }
+        }
+        let str_field = |name: &str| str_of(json.get(name));
         let ids = |name: &str| -> Result<Vec<OwnedEventId>> {
-            let Some(list) = value.get(name).and_then(|v| v.as_array()) else {
+            let Some(CanonicalJsonValue::Array(list)) = json.get(name) else {
                 return Err(bad(name));
             };
             list.iter()
                 .map(|item| {
                     // Room versions 1 and 2 reference events as [event_id, {hashes}].
-                    let id = item.as_str().or_else(|| item.get(0).and_then(|v| v.as_str()));
+                    let id = match item {
+                        CanonicalJsonValue::Array(pair) => str_of(pair.first()),
+                        other => str_of(Some(other)),
+                    };
                     id.and_then(|id| EventId::parse(id).ok()).ok_or_else(|| bad(name))
                 })
                 .collect()
         };
-        let content = value.get("content").ok_or_else(|| bad("content"))?;
+        let content = json.get("content").ok_or_else(|| bad("content"))?;
         let redacts = str_field("redacts")
-            .or_else(|| content.get("redacts").and_then(|v| v.as_str()))
+            .or_else(|| match content {
+                CanonicalJsonValue::Object(content) => str_of(content.get("redacts")),
+                _ => None,
+            })
             .and_then(|id| EventId::parse(id).ok());
+        let integer = |name: &str| match json.get(name) {
+            Some(CanonicalJsonValue::Integer(n)) => Some(i64::from(*n)),
+            _ => None,
+        };
         Ok(Pdu {
             room_id: str_field("room_id").and_then(|v| RoomId::parse(v).ok()).ok_or_else(|| bad("room_id"))?,
             sender: str_field("sender").and_then(|v| UserId::parse(v).ok()).ok_or_else(|| bad("sender"))?,
             origin_server_ts: MilliSecondsSinceUnixEpoch(
-                value.get("origin_server_ts").and_then(|v| v.as_u64()).and_then(UInt::new).ok_or_else(|| bad("ts"))?,
+                integer("origin_server_ts")
+                    .and_then(|ts| u64::try_from(ts).ok())
+                    .and_then(UInt::new)
+                    .ok_or_else(|| bad("ts"))?,
             ),
             kind: str_field("type").ok_or_else(|| bad("type"))?.into(),
             content: serde_json::value::to_raw_value(content).map_err(Error::internal)?,
@@ -64,9 +83,9 @@ impl Pdu {
             prev_events: ids("prev_events")?,
             auth_events: ids("auth_events")?,
             redacts,
-            depth: value.get("depth").and_then(|v| v.as_i64()).ok_or_else(|| bad("depth"))?,
-            json,
+            depth: integer("depth").ok_or_else(|| bad("depth"))?,
             event_id,
+            json,
         })
     }
 
@@ -82,7 +101,8 @@ impl Pdu {
 
     /// The canonical JSON text stored for this event.
     pub fn canonical_json(&self) -> String {
-        CanonicalJsonValue::Object(self.json.clone()).to_string()
+        // Serializing the map as it is gives the canonical form (sorted keys, no spaces).
+        serde_json::to_string(&self.json).unwrap_or_default()
     }
 }
 

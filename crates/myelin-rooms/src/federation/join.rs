@@ -92,29 +92,20 @@ impl RoomService {
         // event against its own auth events, oldest first.
         let answered = asked.elapsed();
         let started = std::time::Instant::now();
-        let mut jsons = Vec::with_capacity(answer.auth_chain.len() + answer.state.len());
-        for raw in answer.auth_chain.iter().chain(&answer.state) {
-            let json: CanonicalJsonObject =
-                serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(format!("{server}: {e}")))?;
-            jsons.push(json);
-        }
-        let events: HashMap<OwnedEventId, Arc<Pdu>> = self
-            .verify_pdus(&room, jsons)
-            .await?
-            .into_iter()
-            .map(|pdu| (pdu.event_id.clone(), Arc::new(pdu)))
-            .collect();
+        let auth_chain_len = answer.auth_chain.len();
+        let raws: Vec<_> = answer.auth_chain.into_iter().chain(answer.state).collect();
+        let jsons = super::parse_events(raws).await.map_err(|e| Error::bad_json(format!("{server}: {e}")))?;
+        let pdus = self.verify_pdus(&room, jsons).await?;
         let verified = started.elapsed();
+        // `verify_pdus` keeps the order: the state is the tail.
         let mut state = myelin_store::StateMap::new();
-        for raw in &answer.state {
-            let Ok(json) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else { continue };
-            let id = super::event_id_of(&json, &room)?;
-            if let Some(pdu) = events.get(&id)
-                && let Some(key) = &pdu.state_key
-            {
-                state.insert((pdu.kind.to_string(), key.clone()), id.to_string());
+        for pdu in &pdus[auth_chain_len..] {
+            if let Some(key) = &pdu.state_key {
+                state.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.to_string());
             }
         }
+        let events: HashMap<OwnedEventId, Arc<Pdu>> =
+            pdus.into_iter().map(|pdu| (pdu.event_id.clone(), Arc::new(pdu))).collect();
         let checked = events.clone();
         let rules = room.rules.authorization.clone();
         tokio::task::spawn_blocking(move || check_auth_chain(&rules, &checked))

@@ -10,6 +10,7 @@ mod join;
 mod knock;
 mod serve;
 mod state_res_v1;
+mod verify;
 
 pub use incoming::PduResults;
 pub use serve::{JoinTemplate, SendJoinAnswer};
@@ -18,9 +19,7 @@ use crate::{pdu::Pdu, service::RoomInfo, service::RoomService};
 use myelin_core::{Error, Result};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, ServerName,
-    room_version_rules::EventIdFormatVersion,
-    serde::Base64,
-    signatures::{PublicKeyMap, Verified},
+    room_version_rules::EventIdFormatVersion, serde::Base64, signatures::PublicKeyMap,
 };
 use std::{
     collections::{HashMap, HashSet},
@@ -157,32 +156,17 @@ impl RoomService {
     /// must sign it, content hash (a mismatch means it is used redacted) — and parses it.
     pub(crate) async fn verify_pdu(&self, room: &RoomInfo, json: CanonicalJsonObject) -> Result<Pdu> {
         let keys = self.keys_to_verify(room, std::slice::from_ref(&json)).await?;
-        check_pdu(room, json, &keys)
+        verify::check_pdu(room, json, &keys)
     }
 
     /// `verify_pdu` for many events (a join's state and auth chain): the keys fetched once,
-    /// the checks spread over the cores. Any bad event fails the whole batch.
+    /// the checks spread over the cores, each core's share verified as one batch
+    /// (`verify.rs`). Any bad event fails the whole batch.
     pub(crate) async fn verify_pdus(&self, room: &RoomInfo, events: Vec<CanonicalJsonObject>) -> Result<Vec<Pdu>> {
         let keys = Arc::new(self.keys_to_verify(room, &events).await?);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
-        let chunk = events.len().div_ceil(threads).max(1);
-        let mut tasks = Vec::new();
-        let mut events = events;
-        while !events.is_empty() {
-            let rest = events.split_off(chunk.min(events.len()));
-            let part = std::mem::replace(&mut events, rest);
-            let (room, keys) = (room.clone(), keys.clone());
-            tasks.push(tokio::task::spawn_blocking(move || {
-                part.into_iter().map(|json| check_pdu(&room, json, &keys)).collect::<Result<Vec<Pdu>>>()
-            }));
-        }
-        let mut pdus = Vec::new();
-        for task in tasks {
-            pdus.extend(task.await.map_err(Error::internal)??);
-        }
-        Ok(pdus)
+        let room = room.clone();
+        on_all_cores(events, move |part| verify::check_pdus(&room, part, &keys)).await
     }
-
     /// The keys of every server that must have signed one of `events`. In room versions 5+
     /// a key counts only if valid at the event's time (for a batch: at its earliest event's),
     /// and retired keys only for events from before they were retired.
@@ -322,25 +306,39 @@ impl RoomService {
     }
 }
 
-/// The checks on a PDU that need no I/O: format, the signatures of the servers that must sign
-/// it (with `keys`), content hash (a mismatch means it is used redacted), its room.
-fn check_pdu(room: &RoomInfo, mut json: CanonicalJsonObject, keys: &PublicKeyMap) -> Result<Pdu> {
-    json.remove("unsigned");
-    ruma::state_res::check_pdu_format(&json, &room.rules.event_format).map_err(Error::bad_json)?;
-    let event_id = event_id_of(&json, room)?;
-    match ruma::signatures::verify_event(keys, &json, &room.rules) {
-        Ok(Verified::All) => {}
-        Ok(Verified::Signatures) => {
-            json = ruma::canonical_json::redact(json, &room.rules.redaction, None)
-                .map_err(|e| Error::bad_json(format!("{event_id}: {e}")))?;
-        }
-        Err(e) => return Err(Error::forbidden(format!("{event_id}: bad signature: {e}"))),
+/// Parses events received as JSON text, on all cores (a join's thousands). Order is kept.
+pub(crate) async fn parse_events(raws: Vec<Box<serde_json::value::RawValue>>) -> Result<Vec<CanonicalJsonObject>> {
+    on_all_cores(raws, |part| {
+        part.iter()
+            .map(|raw| serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(format!("a bad event: {e}"))))
+            .collect()
+    })
+    .await
+}
+
+/// Runs `work` on `items` split in one share per core, on blocking threads; the results are
+/// in the items' order.
+async fn on_all_cores<T, R, F>(mut items: Vec<T>, work: F) -> Result<Vec<R>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<T>) -> Result<Vec<R>> + Send + Sync + 'static,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let work = Arc::new(work);
+    let mut tasks = Vec::new();
+    while !items.is_empty() {
+        let rest = items.split_off(chunk.min(items.len()));
+        let part = std::mem::replace(&mut items, rest);
+        let work = work.clone();
+        tasks.push(tokio::task::spawn_blocking(move || work(part)));
     }
-    let pdu = Pdu::from_json(event_id, json).map_err(|e| Error::bad_json(e.to_string()))?;
-    if pdu.room_id != room.room_id {
-        return Err(Error::bad_json(format!("{} is not an event of {}", pdu.event_id, room.room_id)));
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.map_err(Error::internal)??);
     }
-    Ok(pdu)
+    Ok(results)
 }
 
 /// The event ID of a PDU: its `event_id` field in room versions 1 and 2, its reference hash
