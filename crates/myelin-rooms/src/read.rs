@@ -155,6 +155,16 @@ impl<'a> Visibility<'a> {
         Ok(Visibility { service, viewer, current, groups: HashMap::new(), ignored })
     }
 
+    /// The same, with the viewer's membership now already known (a sync reads them all).
+    pub(crate) fn with_membership(
+        service: &'a RoomService,
+        viewer: &'a UserId,
+        current: Option<String>,
+        ignored: Arc<HashSet<String>>,
+    ) -> Self {
+        Visibility { service, viewer, current, groups: HashMap::new(), ignored }
+    }
+
     async fn facts(&mut self, group: i64) -> Result<GroupFacts> {
         if let Some(facts) = self.groups.get(&group) {
             return Ok(facts.clone());
@@ -249,25 +259,28 @@ impl RoomService {
         extras: &Extras,
     ) -> Result<Value> {
         let redaction = extras.redactions.get(&row.event_id);
-        let mut json = pdu.json.clone();
         let mut unsigned = serde_json::Map::new();
-        if let Some(redaction) = redaction {
-            let because = Pdu::from_stored(&redaction.event_id, &redaction.json)?;
-            let room = self.known_room(&pdu.room_id).await?;
-            let because_json = self.plain_client_event(&because);
-            let because_object = match serde_json::from_value::<CanonicalJsonValue>(because_json.clone()) {
-                Ok(CanonicalJsonValue::Object(object)) => object,
-                _ => Default::default(),
-            };
-            json = ruma::canonical_json::redact(
-                json,
-                &room.rules.redaction,
-                Some(RedactedBecause::from_json(because_object)),
-            )
-            .map_err(Error::internal)?;
-            unsigned.insert("redacted_because".into(), because_json);
-        }
-        let mut event = serde_json::to_value(&json).map_err(Error::internal)?;
+        // The stored JSON is copied only when it must be redacted first.
+        let mut event = match redaction {
+            None => serde_json::to_value(&pdu.json).map_err(Error::internal)?,
+            Some(redaction) => {
+                let because = Pdu::from_stored(&redaction.event_id, &redaction.json)?;
+                let room = self.known_room(&pdu.room_id).await?;
+                let because_json = self.plain_client_event(&because);
+                let because_object = match serde_json::from_value::<CanonicalJsonValue>(because_json.clone()) {
+                    Ok(CanonicalJsonValue::Object(object)) => object,
+                    _ => Default::default(),
+                };
+                let json = ruma::canonical_json::redact(
+                    pdu.json.clone(),
+                    &room.rules.redaction,
+                    Some(RedactedBecause::from_json(because_object)),
+                )
+                .map_err(Error::internal)?;
+                unsigned.insert("redacted_because".into(), because_json);
+                serde_json::to_value(&json).map_err(Error::internal)?
+            }
+        };
         let object = event.as_object_mut().ok_or_else(|| Error::internal("an event is not an object"))?;
         for field in
             ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "prev_state", "membership"]

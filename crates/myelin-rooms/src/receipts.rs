@@ -85,29 +85,22 @@ impl RoomService {
         }
         Ok(())
     }
+}
 
-    /// The `m.receipt` ephemeral event of the receipts changed in a room after `since`, as
-    /// the viewer may see them (their own private ones only); None when there are none.
-    pub(crate) async fn receipt_event(
-        &self,
-        viewer: &UserId,
-        room_id: &RoomId,
-        since: Option<i64>,
-        upto: i64,
-    ) -> Result<Option<Value>> {
-        let rows = self.store.rooms().receipts_between(room_id.as_str(), since, upto).await?;
-        let mut content = serde_json::Map::new();
-        for (user, kind, thread, event, ts) in rows {
-            if kind == "m.read.private" && user != viewer.as_str() {
-                continue;
-            }
-            let mut receipt = json!({ "ts": ts });
-            if !thread.is_empty() {
-                receipt["thread_id"] = json!(thread);
-            }
-            let by_event = content.entry(event).or_insert_with(|| json!({}));
-            by_event[&kind][&user] = receipt;
+/// The `m.receipt` ephemeral event of receipt rows (user, type, thread, event, ts), as the
+/// viewer may see them (their own private ones only); None when there are none.
+pub(crate) fn receipt_event_of(viewer: &UserId, rows: Vec<(String, String, String, String, i64)>) -> Option<Value> {
+    let mut content = serde_json::Map::new();
+    for (user, kind, thread, event, ts) in rows {
+        if kind == "m.read.private" && user != viewer.as_str() {
+            continue;
         }
-        Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
+        let mut receipt = json!({ "ts": ts });
+        if !thread.is_empty() {
+            receipt["thread_id"] = json!(thread);
+        }
+        let by_event = content.entry(event).or_insert_with(|| json!({}));
+        by_event[&kind][&user] = receipt;
     }
+    (!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content }))
 }

@@ -206,6 +206,16 @@ impl RoomService {
         Ok(state)
     }
 
+    /// The parsed event of a row already read: from the cache, else parsed (and cached).
+    pub(crate) fn pdu_of_row(&self, row: &EventRow) -> Result<Arc<Pdu>> {
+        if let Some(pdu) = self.pdu_cache.get(&row.event_id) {
+            return Ok(pdu);
+        }
+        let pdu = Arc::new(Pdu::from_stored(&row.event_id, &row.json)?);
+        self.pdu_cache.insert(row.event_id.clone(), pdu.clone());
+        Ok(pdu)
+    }
+
     /// Parsed events by ID, from the cache or the store (those that exist).
     pub(crate) async fn cached_pdus(&self, event_ids: &[String]) -> Result<HashMap<String, Arc<Pdu>>> {
         let mut found = HashMap::with_capacity(event_ids.len());

@@ -3,7 +3,6 @@
 //! `prev_batch` from sync pages on with `/messages`); they stay valid across restarts.
 
 use crate::{
-    pdu::Pdu,
     read::{EventFilter, Viewer, Visibility, make_token, parse_sync_token},
     service::RoomService,
 };
@@ -11,7 +10,14 @@ use myelin_core::{Error, Result};
 use myelin_store::{EventRow, MembershipRow, StateMap};
 use ruma::RoomId;
 use serde_json::{Value, json};
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+/// A receipt as a sync reads it: (user ID, type, thread ID, event ID, ts).
+type ReceiptRow = (String, String, String, String, i64);
 
 /// The longest a client may make `/sync` wait.
 pub const MAX_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -113,6 +119,26 @@ struct Window {
     fresh: bool,
 }
 
+/// One room a sync brings up to date, and the viewer's membership in it now.
+struct RoomJob {
+    room_id: ruma::OwnedRoomId,
+    window: Window,
+    membership: Option<String>,
+}
+
+/// What `room_updates` has found of one room on its way.
+struct RoomPart {
+    /// The timeline window's events, oldest first.
+    rows: Vec<EventRow>,
+    limited: bool,
+    /// The events the viewer may see, with their membership at each.
+    shown: Vec<(EventRow, Option<String>)>,
+    state_ids: Vec<String>,
+}
+
+/// How many members a room's summary names (the spec's recommendation).
+const HEROES: usize = 5;
+
 /// The state keys invitees and knockers see (the spec's recommendation for stripped state).
 pub(crate) const STRIPPED_STATE: &[&str] = &[
     "m.room.create",
@@ -188,7 +214,7 @@ impl RoomService {
     ) -> Result<SyncRooms> {
         // The typing position is read first: a change racing this sync comes again next time.
         let mut out = SyncRooms { next_batch: self.sync_token(now), ..Default::default() };
-        let mut room_data: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
+        let mut room_data: HashMap<String, Vec<Value>> = HashMap::new();
         let account_since = if options.full_state { None } else { since };
         // What changed for this user since the token, as far as this process knows: queries
         // only for what may have (see `changes.rs`).
@@ -233,6 +259,8 @@ impl RoomService {
                 out.device_lists_left = left.into_iter().collect();
             }
         }
+        // Joined rooms that may have changed, gathered first and then read all together.
+        let mut joined: Vec<(ruma::OwnedRoomId, bool, Vec<Value>)> = Vec::new();
         for m in memberships {
             if m.forgotten
                 || options.not_rooms.contains(&m.room_id)
@@ -259,28 +287,7 @@ impl RoomService {
                         }
                         continue;
                     }
-                    let receipts_since = if fresh { None } else { since };
-                    let mut ephemeral: Vec<Value> =
-                        self.receipt_event(viewer.user, &room_id, receipts_since, now).await?.into_iter().collect();
-                    ephemeral.extend(self.typing.event(&room_id, if fresh { None } else { since_typing }));
-                    match self
-                        .room_update(viewer, &room_id, Window { since, upto: now, fresh }, options, &ignored)
-                        .await?
-                    {
-                        Some(mut update) => {
-                            update.account_data = data;
-                            update.ephemeral = ephemeral;
-                            out.join.push(update);
-                        }
-                        // Only account data or receipts changed.
-                        None if !data.is_empty() || !ephemeral.is_empty() => out.join.push(RoomUpdate {
-                            room_id: m.room_id.clone(),
-                            account_data: data,
-                            ephemeral,
-                            ..Default::default()
-                        }),
-                        None => {}
-                    }
+                    joined.push((room_id, fresh, data));
                 }
                 "invite" | "knock" if m.stream_ordering <= now && changed_since(m.stream_ordering) => {
                     // Invites from ignored users are not shown.
@@ -301,22 +308,68 @@ impl RoomService {
                 "leave" | "ban" if m.stream_ordering <= now => {
                     let left_now = since.is_some() && changed_since(m.stream_ordering);
                     let wanted = left_now || (options.include_leave && (since.is_none() || options.full_state));
-                    if wanted
-                        && let Some(mut update) = self
-                            .room_update(
-                                viewer,
-                                &room_id,
-                                Window { since, upto: m.stream_ordering, fresh: true },
-                                options,
-                                &ignored,
-                            )
-                            .await?
-                    {
-                        update.summary = None;
-                        out.leave.push(update);
+                    if wanted {
+                        let job = RoomJob {
+                            room_id: room_id.clone(),
+                            window: Window { since, upto: m.stream_ordering, fresh: true },
+                            membership: Some(m.membership.clone()),
+                        };
+                        for mut update in
+                            self.room_updates(viewer, &[job], options, &ignored).await?.into_iter().flatten()
+                        {
+                            update.summary = None;
+                            out.leave.push(update);
+                        }
                     }
                 }
                 _ => {}
+            }
+        }
+        // Receipts of all the joined rooms to read: two queries (rooms new to the client get
+        // all of them, the others what changed).
+        let mut receipts: HashMap<String, Vec<ReceiptRow>> = HashMap::new();
+        for fresh in [true, false] {
+            let ids: Vec<String> =
+                joined.iter().filter(|(_, is_fresh, _)| *is_fresh == fresh).map(|(id, ..)| id.to_string()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let from = if fresh { None } else { since };
+            for (room_id, user, kind, thread, event, ts) in
+                self.store.rooms().receipts_of_rooms(&ids, from, now).await?
+            {
+                receipts.entry(room_id).or_default().push((user, kind, thread, event, ts));
+            }
+        }
+        let jobs: Vec<RoomJob> = joined
+            .iter()
+            .map(|(room_id, fresh, _)| RoomJob {
+                room_id: room_id.clone(),
+                window: Window { since, upto: now, fresh: *fresh },
+                membership: Some("join".to_owned()),
+            })
+            .collect();
+        let updates = self.room_updates(viewer, &jobs, options, &ignored).await?;
+        for ((room_id, fresh, data), update) in joined.into_iter().zip(updates) {
+            let mut ephemeral: Vec<Value> =
+                crate::receipts::receipt_event_of(viewer.user, receipts.remove(room_id.as_str()).unwrap_or_default())
+                    .into_iter()
+                    .collect();
+            ephemeral.extend(self.typing.event(&room_id, if fresh { None } else { since_typing }));
+            match update {
+                Some(mut update) => {
+                    update.account_data = data;
+                    update.ephemeral = ephemeral;
+                    out.join.push(update);
+                }
+                // Only account data or receipts changed.
+                None if !data.is_empty() || !ephemeral.is_empty() => out.join.push(RoomUpdate {
+                    room_id: room_id.to_string(),
+                    account_data: data,
+                    ephemeral,
+                    ..Default::default()
+                }),
+                None => {}
             }
         }
         // Unread counts of the joined rooms in the answer: one query for all of them.
@@ -330,106 +383,179 @@ impl RoomService {
         Ok(out)
     }
 
-    /// A room's timeline after `since` up to `upto`, with the state the client needs to follow
-    /// it: everything when `fresh` (first sync, newly joined, full_state), else the state that
-    /// changed in a gap the limited timeline skipped. None when nothing happened.
-    async fn room_update(
+    /// Rooms' timelines after `since` up to `upto`, with the state the client needs to follow
+    /// them: everything when `fresh` (first sync, newly joined, full_state), else the state
+    /// that changed in a gap a limited timeline skipped; None for a room where nothing
+    /// happened. All the rooms are read together, a few queries for all of them rather than a
+    /// few per room (a first sync of 200 rooms made 2,000 small queries, and on two cores each
+    /// costs more in thread switches than in SQLite).
+    async fn room_updates(
         &self,
         viewer: Viewer<'_>,
-        room_id: &RoomId,
-        window: Window,
+        jobs: &[RoomJob],
         options: &SyncOptions,
         ignored: &Arc<HashSet<String>>,
-    ) -> Result<Option<RoomUpdate>> {
-        let Window { since, upto, fresh } = window;
+    ) -> Result<Vec<Option<RoomUpdate>>> {
         let rooms = self.store.rooms();
         let limit = options.timeline_limit.clamp(1, 500);
-        // The latest `limit + 1` events of the window, newest first: one more tells `limited`.
-        let lower = if fresh { 0 } else { since.unwrap_or(0) };
-        let mut rows = rooms.events_in_room(room_id.as_str(), upto + 1, Some(lower), false, limit as i64 + 1).await?;
-        let limited = rows.len() > limit;
-        rows.truncate(limit);
-        rows.reverse();
-        if rows.is_empty() && !fresh {
-            return Ok(None);
+        // The latest `limit + 1` events of each window, newest first: one more tells `limited`.
+        let windows: Vec<(String, i64, i64)> = jobs
+            .iter()
+            .map(|job| {
+                let Window { since, upto, fresh } = job.window;
+                // Backfilled history sits below zero.
+                let above = if fresh { i64::MIN } else { since.unwrap_or(i64::MIN) };
+                (job.room_id.to_string(), upto + 1, above)
+            })
+            .collect();
+        let mut rows_of: HashMap<String, Vec<EventRow>> = HashMap::new();
+        for row in rooms.latest_events_of_rooms(&windows, limit as i64 + 1).await? {
+            rows_of.entry(row.room_id.clone()).or_default().push(row);
         }
-        let mut visibility = Visibility::with_ignored(self, room_id, viewer.user, ignored.clone()).await?;
-        let mut shown: Vec<(EventRow, Option<String>)> = Vec::new();
-        for row in &rows {
-            if !options.timeline.matches(row) {
+
+        // Each room's timeline rows the viewer may see.
+        let mut parts: Vec<Option<RoomPart>> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut rows = rows_of.remove(job.room_id.as_str()).unwrap_or_default();
+            rows.sort_by_key(|row| std::cmp::Reverse(row.stream_ordering));
+            let limited = rows.len() > limit;
+            rows.truncate(limit);
+            rows.reverse();
+            if rows.is_empty() && !job.window.fresh {
+                parts.push(None);
                 continue;
             }
-            let (visible, membership) = visibility.check(row).await?;
-            if visible {
-                shown.push((row.clone(), membership));
+            let mut visibility =
+                Visibility::with_membership(self, viewer.user, job.membership.clone(), ignored.clone());
+            let mut shown = Vec::new();
+            for row in &rows {
+                if !options.timeline.matches(row) {
+                    continue;
+                }
+                let (visible, membership) = visibility.check(row).await?;
+                if visible {
+                    shown.push((row.clone(), membership));
+                }
+            }
+            parts.push(Some(RoomPart { rows, limited, shown, state_ids: Vec::new() }));
+        }
+        let all_shown: Vec<EventRow> =
+            parts.iter().flatten().flat_map(|part| part.shown.iter().map(|(row, _)| row.clone())).collect();
+        let extras = self.extras(&all_shown, viewer).await?;
+
+        // The state each room's client needs.
+        for (job, part) in jobs.iter().zip(parts.iter_mut()) {
+            let Some(part) = part else { continue };
+            let Window { since, upto, fresh } = job.window;
+            let state_at_start: Arc<StateMap> = match part.rows.first() {
+                Some(first) => self.state_at(first.state_before).await?,
+                None => match rooms.event_at_or_before(job.room_id.as_str(), upto).await? {
+                    Some(row) => self.state_at(row.state_after).await?,
+                    None => Arc::new(StateMap::new()),
+                },
+            };
+            part.state_ids = if fresh {
+                let senders: HashSet<&str> = part.shown.iter().map(|(row, _)| row.sender.as_str()).collect();
+                state_at_start
+                    .iter()
+                    .filter(|((kind, key), _)| {
+                        !options.lazy_load_members
+                            || kind != "m.room.member"
+                            || senders.contains(key.as_str())
+                            || key == viewer.user.as_str()
+                    })
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            } else if part.limited {
+                // What changed between the last sync and the start of the timeline.
+                let before = match rooms.event_at_or_before(job.room_id.as_str(), since.unwrap_or(0)).await? {
+                    Some(row) => self.state_at(row.state_after).await?,
+                    None => Arc::new(StateMap::new()),
+                };
+                state_at_start
+                    .iter()
+                    .filter(|(key, id)| before.get(*key) != Some(*id))
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        }
+        let all_state_ids: Vec<String> = parts.iter().flatten().flat_map(|part| part.state_ids.clone()).collect();
+        let mut state_rows_of: HashMap<String, Vec<EventRow>> = HashMap::new();
+        let state_rows = self.rows_with_outliers(&all_state_ids).await?;
+        let state_extras = self.extras(&state_rows, viewer).await?;
+        for row in state_rows {
+            state_rows_of.entry(row.room_id.clone()).or_default().push(row);
+        }
+
+        // Summaries (member counts and heroes), which the spec asks for only when they may have
+        // changed: rooms new to the client, or with a membership event in the answer.
+        let is_member = |row: &EventRow| row.event_type == "m.room.member";
+        let room_ids: Vec<String> = jobs
+            .iter()
+            .zip(&parts)
+            .filter(|(job, part)| {
+                part.as_ref().is_some_and(|part| {
+                    job.window.fresh
+                        || part.rows.iter().any(is_member)
+                        || state_rows_of.get(job.room_id.as_str()).is_some_and(|rows| rows.iter().any(is_member))
+                })
+            })
+            .map(|(job, _)| job.room_id.to_string())
+            .collect();
+        let mut counts: HashMap<(String, String), u64> = HashMap::new();
+        let mut heroes: HashMap<String, Vec<String>> = HashMap::new();
+        if !room_ids.is_empty() {
+            for (room_id, membership, count) in rooms.member_counts_of_rooms(&room_ids).await? {
+                counts.insert((room_id, membership), u64::try_from(count).unwrap_or_default());
+            }
+            for (room_id, user_id) in rooms.first_members_of_rooms(&room_ids, HEROES as i64 + 1).await? {
+                if user_id != viewer.user.as_str() {
+                    heroes.entry(room_id).or_default().push(user_id);
+                }
             }
         }
-        let shown_rows: Vec<EventRow> = shown.iter().map(|(row, _)| row.clone()).collect();
-        let extras = self.extras(&shown_rows, viewer).await?;
-        let mut timeline = Vec::with_capacity(shown.len());
-        let mut senders = HashSet::new();
-        for (row, membership) in &shown {
-            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
-            senders.insert(row.sender.clone());
-            timeline.push(sync_format(self.client_event_with(row, &pdu, viewer, membership.clone(), &extras).await?));
-        }
 
-        // The state before the timeline (or now, when it is empty).
-        let state_at_start: StateMap = match rows.first() {
-            Some(first) => StateMap::clone(&*self.state_at(first.state_before).await?),
-            None => match rooms.event_at_or_before(room_id.as_str(), upto).await? {
-                Some(row) => StateMap::clone(&*self.state_at(row.state_after).await?),
-                None => StateMap::new(),
-            },
-        };
-        let state_ids: Vec<String> = if fresh {
-            state_at_start
-                .iter()
-                .filter(|((kind, key), _)| {
-                    !options.lazy_load_members
-                        || kind != "m.room.member"
-                        || senders.contains(key)
-                        || key == viewer.user.as_str()
-                })
-                .map(|(_, id)| id.clone())
-                .collect()
-        } else if limited {
-            // What changed between the last sync and the start of the timeline.
-            let before: StateMap = match rooms.event_at_or_before(room_id.as_str(), since.unwrap_or(0)).await? {
-                Some(row) => StateMap::clone(&*self.state_at(row.state_after).await?),
-                None => StateMap::new(),
+        let mut updates = Vec::with_capacity(jobs.len());
+        for (job, part) in jobs.iter().zip(parts) {
+            let Some(part) = part else {
+                updates.push(None);
+                continue;
             };
-            state_at_start.iter().filter(|(key, id)| before.get(*key) != Some(*id)).map(|(_, id)| id.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        let state_rows = self.rows_with_outliers(&state_ids).await?;
-        let state_extras = self.extras(&state_rows, viewer).await?;
-        let mut state = Vec::with_capacity(state_rows.len());
-        for row in &state_rows {
-            let pdu = Pdu::from_stored(&row.event_id, &row.json)?;
-            state.push(sync_format(self.client_event_with(row, &pdu, viewer, None, &state_extras).await?));
+            let mut timeline = Vec::with_capacity(part.shown.len());
+            for (row, membership) in &part.shown {
+                let pdu = self.pdu_of_row(row)?;
+                timeline
+                    .push(sync_format(self.client_event_with(row, &pdu, viewer, membership.clone(), &extras).await?));
+            }
+            let state_rows = state_rows_of.remove(job.room_id.as_str()).unwrap_or_default();
+            let mut state = Vec::with_capacity(state_rows.len());
+            for row in &state_rows {
+                let pdu = self.pdu_of_row(row)?;
+                state.push(sync_format(self.client_event_with(row, &pdu, viewer, None, &state_extras).await?));
+            }
+            let room_id = job.room_id.to_string();
+            let summary = room_ids.contains(&room_id).then(|| {
+                let count =
+                    |membership: &str| counts.get(&(room_id.clone(), membership.to_owned())).copied().unwrap_or(0);
+                let mut room_heroes = heroes.remove(&room_id).unwrap_or_default();
+                room_heroes.truncate(HEROES);
+                (room_heroes, count("join"), count("invite"))
+            });
+            updates.push(Some(RoomUpdate {
+                summary,
+                room_id,
+                timeline,
+                limited: part.limited,
+                prev_batch: part.rows.first().map(|row| make_token(row.stream_ordering - 1)),
+                state,
+                account_data: Vec::new(),
+                ephemeral: Vec::new(),
+                unread: None,
+            }));
         }
-
-        let members = rooms.members(room_id.as_str()).await?;
-        let count = |membership: &str| members.iter().filter(|m| m.membership == membership).count() as u64;
-        let heroes: Vec<String> = members
-            .iter()
-            .filter(|m| m.user_id != viewer.user.as_str() && matches!(m.membership.as_str(), "join" | "invite"))
-            .take(5)
-            .map(|m| m.user_id.clone())
-            .collect();
-        Ok(Some(RoomUpdate {
-            room_id: room_id.to_string(),
-            timeline,
-            limited,
-            prev_batch: rows.first().map(|row| make_token(row.stream_ordering - 1)),
-            state,
-            summary: Some((heroes, count("join"), count("invite"))),
-            account_data: Vec::new(),
-            ephemeral: Vec::new(),
-            unread: None,
-        }))
+        Ok(updates)
     }
 
     /// Stripped state of a room for an invitee or a knocker, their own member event included.

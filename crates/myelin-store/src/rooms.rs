@@ -430,6 +430,9 @@ macro_rules! load_state {
 /// Runs a query for many IDs, 100 at a time (`IN` lists stay short on both engines), and
 /// gathers the rows. `$sql` gets the placeholders of one chunk as `$list`; `$pre` are bound
 /// before the IDs (so the list starts after them).
+/// How many rooms one multi-room query covers (each brings a few parameters).
+const ROOMS_PER_QUERY: usize = 50;
+
 macro_rules! fetch_in_chunks {
     ($db:expr, $ids:expr, |$list:ident| $sql:expr $(, $pre:expr)*) => {{
         let mut rows = Vec::new();
@@ -840,6 +843,37 @@ impl Rooms<'_> {
 
     /// A room's events in stream order, after `from` (exclusive) going forwards or before it
     /// going backwards, at most `limit`, stopping at `to` (exclusive) when given.
+    /// For each (room, below, above): the room's latest `limit` events with stream positions
+    /// strictly between `above` and `below`, newest first — a sync's timelines, one query for
+    /// many rooms (each part reads only its room's newest rows from the index).
+    pub async fn latest_events_of_rooms(&self, windows: &[(String, i64, i64)], limit: i64) -> Result<Vec<EventRow>> {
+        let mut rows = Vec::new();
+        for chunk in windows.chunks(ROOMS_PER_QUERY) {
+            let sql = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT {} FROM events WHERE room_id = ${} AND stream_ordering < ${}
+                         AND stream_ordering > ${} ORDER BY stream_ordering DESC LIMIT $1) AS w{i}",
+                        event_columns!(),
+                        3 * i + 2,
+                        3 * i + 3,
+                        3 * i + 4
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let found: Vec<EventRow> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(limit);
+                for (room_id, below, above) in chunk {
+                    query = query.bind(room_id).bind(below).bind(above);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        Ok(rows)
+    }
+
     pub async fn events_in_room(
         &self,
         room_id: &str,
@@ -1114,23 +1148,25 @@ impl Rooms<'_> {
 
     /// Receipts of a room changed after `since` up to `upto` (all of them when `since` is
     /// None): (user, type, thread, event, ts).
-    pub async fn receipts_between(
+    /// The receipts of rooms that changed after `since` up to `upto`, oldest first: (room ID,
+    /// user ID, type, thread ID, event ID, ts).
+    #[allow(clippy::type_complexity)]
+    pub async fn receipts_of_rooms(
         &self,
-        room_id: &str,
+        room_ids: &[String],
         since: Option<i64>,
         upto: i64,
-    ) -> Result<Vec<(String, String, String, String, i64)>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT user_id, receipt_type, thread_id, event_id, ts FROM receipts
-                 WHERE room_id = $1 AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
-            )
-            .bind(room_id)
-            .bind(since.unwrap_or(-1))
-            .bind(upto)
-            .fetch_all(pool)
-            .await?
-        }))
+    ) -> Result<Vec<(String, String, String, String, String, i64)>> {
+        Ok(fetch_in_chunks!(
+            self.0,
+            room_ids,
+            |list| format!(
+                "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
+                 WHERE stream_ordering > $1 AND stream_ordering <= $2 AND room_id IN ({list}) ORDER BY stream_ordering"
+            ),
+            since.unwrap_or(-1),
+            upto
+        ))
     }
 
     /// Sets a user's presence; returns its stream position.
@@ -1260,6 +1296,42 @@ impl Rooms<'_> {
             .fetch_all(pool)
             .await?
         }))
+    }
+
+    /// For each room: its member counts by membership, joined and invited only, in one
+    /// query: (room ID, membership, count).
+    pub async fn member_counts_of_rooms(&self, room_ids: &[String]) -> Result<Vec<(String, String, i64)>> {
+        Ok(fetch_in_chunks!(self.0, room_ids, |list| format!(
+            "SELECT room_id, membership, COUNT(*) FROM memberships
+             WHERE room_id IN ({list}) AND membership IN ('join', 'invite') GROUP BY room_id, membership"
+        )))
+    }
+
+    /// For each room: the first `per_room` joined or invited members by user ID (a sync's
+    /// heroes), in one query: (room ID, user ID).
+    pub async fn first_members_of_rooms(&self, room_ids: &[String], per_room: i64) -> Result<Vec<(String, String)>> {
+        let mut rows = Vec::new();
+        for chunk in room_ids.chunks(ROOMS_PER_QUERY) {
+            let sql = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT room_id, user_id FROM memberships
+                         WHERE room_id = ${} AND membership IN ('join', 'invite') ORDER BY user_id LIMIT $1) AS r{i}",
+                        i + 2
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let found: Vec<(String, String)> = on_db!(self.0, read, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(per_room);
+                for room_id in chunk {
+                    query = query.bind(room_id);
+                }
+                query.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
+        Ok(rows)
     }
 
     pub async fn members(&self, room_id: &str) -> Result<Vec<MembershipRow>> {

@@ -9,7 +9,13 @@ use crate::{
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-backend_tests!(initial_and_incremental, invites_joins_and_leaves, long_poll, filters_and_bad_tokens);
+backend_tests!(
+    initial_and_incremental,
+    invites_joins_and_leaves,
+    long_poll,
+    filters_and_bad_tokens,
+    many_rooms_and_summaries
+);
 
 /// A `/sync` with this query string, which must succeed.
 pub async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
@@ -83,6 +89,56 @@ async fn initial_and_incremental(backend: Backend) {
     // full_state sends everything again.
     let full = sync(&server, &alice, &format!("since={}&full_state=true", gap["next_batch"].as_str().unwrap())).await;
     assert!(full["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().len() >= 5);
+}
+
+/// More rooms than one of the store's multi-room queries covers (50), each with its own
+/// timeline, state and summary; summaries again only where the membership changed.
+async fn many_rooms_and_summaries(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let mut rooms = Vec::new();
+    for i in 0..53 {
+        let room = create_room(&server, &alice, json!({ "name": format!("Room {i}"), "preset": "public_chat" })).await;
+        send_text(&server, &alice, &room, &format!("t{i}"), &format!("hello {i}")).await;
+        rooms.push(room);
+    }
+    join(&server, &bob, &rooms[52]).await;
+    send_text(&server, &bob, &rooms[52], "b1", "bob was here").await;
+
+    let first = sync(&server, &alice, "").await;
+    let joined = first["rooms"]["join"].as_object().unwrap();
+    assert_eq!(joined.len(), 53);
+    for (i, room) in rooms.iter().enumerate() {
+        let part = &joined[room];
+        let bodies = timeline_bodies(part);
+        let expected = if i == 52 { "bob was here".to_owned() } else { format!("hello {i}") };
+        assert_eq!(bodies.last(), Some(&expected), "{room}: {part}");
+        let names: Vec<&Value> = part["state"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(part["timeline"]["events"].as_array().unwrap())
+            .filter(|e| e["type"] == "m.room.name")
+            .collect();
+        assert_eq!(names[0]["content"]["name"], format!("Room {i}"), "{part}");
+        let members = if i == 52 { 2 } else { 1 };
+        assert_eq!(part["summary"]["m.joined_member_count"], members, "{part}");
+    }
+    assert_eq!(joined[&rooms[52]]["summary"]["m.heroes"], json!([bob.user_id]));
+    assert!(joined[&rooms[0]]["summary"].get("m.heroes").is_none_or(|h| h == &json!([])));
+
+    // A message changes no membership: no summary. A join does: the new one.
+    let next = first["next_batch"].as_str().unwrap().to_owned();
+    send_text(&server, &alice, &rooms[1], "t-again", "again").await;
+    join(&server, &bob, &rooms[2]).await;
+    let delta = sync(&server, &alice, &format!("since={next}&timeout=0")).await;
+    let joined = delta["rooms"]["join"].as_object().unwrap();
+    assert_eq!(joined.len(), 2, "{delta}");
+    assert_eq!(timeline_bodies(&joined[&rooms[1]]), ["again"]);
+    assert!(joined[&rooms[1]].get("summary").is_none_or(|s| s == &json!({})), "{delta}");
+    assert_eq!(joined[&rooms[2]]["summary"]["m.joined_member_count"], 2, "{delta}");
+    assert_eq!(joined[&rooms[2]]["summary"]["m.heroes"], json!([bob.user_id]));
 }
 
 async fn invites_joins_and_leaves(backend: Backend) {
