@@ -1,6 +1,8 @@
 //! Push: the users' pushers, and the push actions stored with events, read back as unread
 //! counts (per room, per thread) and as the `/notifications` list.
 
+use std::collections::HashMap;
+
 use crate::{
     PushAction, Result,
     db::{BeginWrite, Db, on_db},
@@ -8,6 +10,15 @@ use crate::{
 };
 
 pub struct Push<'a>(pub(crate) &'a Db);
+
+/// The thread whose receipts an action is read by: 'main' for the main timeline (and, when
+/// threads are not counted apart, for every event).
+fn thread_key(by_thread: bool, action: &PushAction) -> String {
+    match &action.thread_id {
+        Some(root) if by_thread => root.clone(),
+        _ => "main".to_owned(),
+    }
+}
 
 /// Unread counts of one room (and thread) for a user: (room, thread or None, notify, highlight).
 pub type UnreadRow = (String, Option<String>, i64, i64);
@@ -191,13 +202,17 @@ impl Push<'_> {
     /// receipts. `by_thread`: events in threads count apart, each after the receipts of its
     /// thread (or unthreaded ones); else every event counts after the unthreaded or main
     /// receipt.
+    ///
+    /// Actions still staged (`event_push_staging`, moved in batches shortly after their event)
+    /// are counted from their rows, in the same snapshot as the moved ones: a read never waits
+    /// for the move, a write (it made a long-poll woken by a message a millisecond slower).
     pub async fn unread_counts(&self, user_id: &str, by_thread: bool, room_ids: &[String]) -> Result<Vec<UnreadRow>> {
         let (thread, threads, group) = if by_thread {
             ("a.thread_id", "('', COALESCE(a.thread_id, 'main'))", "a.room_id, a.thread_id")
         } else {
             ("NULL", "('', 'main')", "a.room_id")
         };
-        self.rotate_if_staged().await;
+        let postgres = matches!(self.0, Db::Postgres(_));
         let mut rows = Vec::new();
         for chunk in room_ids.chunks(100) {
             let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
@@ -208,14 +223,71 @@ impl Push<'_> {
                  FROM event_push_actions a WHERE a.user_id = $1 AND a.room_id IN ({list}) AND a.stream_ordering > {up_to}
                  GROUP BY {group}"
             );
-            let found: Vec<UnreadRow> = on_db!(self.0, read, |pool| {
+            let staged_sql = format!(
+                "SELECT room_id, stream_ordering, actions FROM event_push_staging WHERE room_id IN ({}) ORDER BY stream_ordering",
+                (1..chunk.len() + 1).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+            );
+            let (found, staged): (Vec<UnreadRow>, Vec<(String, PushAction)>) = on_db!(self.0, read, |pool| {
+                // One snapshot for both tables: a move between the two reads would otherwise
+                // count an action twice or not at all.
+                let mut tx = pool.begin().await?;
+                if postgres {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+                }
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
                 for room in chunk {
                     query = query.bind(room);
                 }
-                query.fetch_all(pool).await?
+                let found: Vec<UnreadRow> = query.fetch_all(&mut *tx).await?;
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(staged_sql.clone()));
+                for room in chunk {
+                    query = query.bind(room);
+                }
+                let staged: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await?;
+                // The user's read positions of the rooms (and threads) with staged actions.
+                let mut read: HashMap<(String, String), i64> = HashMap::new();
+                for (room_id, _, actions) in &staged {
+                    let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(actions) else { continue };
+                    for action in actions.into_iter().filter(|a| a.user_id == user_id) {
+                        let key = (room_id.clone(), thread_key(by_thread, &action));
+                        if read.contains_key(&key) {
+                            continue;
+                        }
+                        let position: i64 = sqlx::query_scalar(concat!("SELECT ", read_up_to!("$1", "$2", "('', $3)")))
+                            .bind(room_id)
+                            .bind(user_id)
+                            .bind(&key.1)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        read.insert(key, position);
+                    }
+                }
+                tx.commit().await?;
+                let mut counted = Vec::new();
+                for (room_id, stream_ordering, actions) in staged {
+                    let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(&actions) else { continue };
+                    for action in actions.into_iter().filter(|a| a.user_id == user_id) {
+                        let key = (room_id.clone(), thread_key(by_thread, &action));
+                        if read.get(&key).is_some_and(|up_to| stream_ordering > *up_to) {
+                            counted.push((room_id.clone(), action));
+                        }
+                    }
+                }
+                (found, counted)
             });
             rows.extend(found);
+            for (room_id, action) in staged {
+                let thread = if by_thread { action.thread_id.clone() } else { None };
+                let row = match rows.iter_mut().position(|row| row.0 == room_id && row.1 == thread) {
+                    Some(i) => &mut rows[i],
+                    None => {
+                        rows.push((room_id, thread, 0, 0));
+                        rows.last_mut().expect("just pushed")
+                    }
+                };
+                row.2 += i64::from(action.notify);
+                row.3 += i64::from(action.highlight);
+            }
         }
         Ok(rows)
     }

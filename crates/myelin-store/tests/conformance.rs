@@ -1,7 +1,7 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
 use myelin_store::{
-    BackoffRow, ConnectOptions, Error, KeyDocumentRow, NewAccessToken, NewEvent, NewRegistration, NewRoom,
+    BackoffRow, ConnectOptions, Error, KeyDocumentRow, NewAccessToken, NewEvent, NewRegistration, NewRoom, PushAction,
     RegistrationToken, StateMap, Store, UiaSession, VerifyKeyRow, testing,
 };
 
@@ -56,6 +56,7 @@ conformance!(
     events_txns_and_memberships,
     concurrent_messages_commit_together_and_fail_alone,
     federation_keys_and_backoff,
+    staged_push_actions_count_before_and_after_the_move,
 );
 
 fn token(hash: &str, user: &str, device: &str, refresh: Option<&str>) -> NewAccessToken {
@@ -394,4 +395,43 @@ async fn federation_keys_and_backoff(t: TestStore) {
     assert_eq!(federation.backoffs().await.unwrap(), vec![backoff("new.example", 1_000)]);
     federation.clear_backoff("new.example").await.unwrap();
     assert!(federation.backoffs().await.unwrap().is_empty());
+}
+
+/// Unread counts read the push actions still staged with their events the same as the ones
+/// moved to `event_push_actions`, per room and per thread, and only after the user's join.
+async fn staged_push_actions_count_before_and_after_the_move(t: TestStore) {
+    let rooms = t.store.rooms();
+    let create = rooms.persist_event(&state_event(0, "m.room.create", "", None, None)).await.unwrap();
+    let join = rooms
+        .persist_event(&state_event(1, "m.room.member", "@b:x", Some(create.state_after), Some("$e0")))
+        .await
+        .unwrap();
+    let action = |highlight: bool, thread: Option<&str>| PushAction {
+        user_id: "@b:x".into(),
+        notify: true,
+        highlight,
+        thread_id: thread.map(str::to_owned),
+        actions: "[\"notify\"]".into(),
+    };
+    // Two main-timeline messages (one highlighted) and one in a thread of $e2.
+    for (n, a) in [(2, action(false, None)), (3, action(true, None)), (4, action(false, Some("$e2")))] {
+        let mut message = state_event(n, "m.room.message", "", Some(join.state_after), Some(&format!("$e{}", n - 1)));
+        message.state_key = None;
+        message.push_actions = vec![a];
+        rooms.persist_event(&message).await.unwrap();
+    }
+    let push = t.store.push();
+    let room = vec!["!r:x".to_owned()];
+    let mut by_thread = push.unread_counts("@b:x", true, &room).await.unwrap();
+    by_thread.sort();
+    let expected_threads = vec![("!r:x".to_owned(), None, 2, 1), ("!r:x".to_owned(), Some("$e2".to_owned()), 1, 0)];
+    assert_eq!(push.unread_counts("@b:x", false, &room).await.unwrap(), vec![("!r:x".to_owned(), None, 3, 1)]);
+    assert_eq!(by_thread, expected_threads);
+    assert!(push.unread_counts("@c:x", false, &room).await.unwrap().is_empty());
+
+    assert_eq!(push.rotate_staged().await.unwrap(), 3);
+    let mut by_thread = push.unread_counts("@b:x", true, &room).await.unwrap();
+    by_thread.sort();
+    assert_eq!(push.unread_counts("@b:x", false, &room).await.unwrap(), vec![("!r:x".to_owned(), None, 3, 1)]);
+    assert_eq!(by_thread, expected_threads);
 }
