@@ -281,6 +281,12 @@ pub struct MediaConfig {
     pub url_preview: UrlPreviewConfig,
     /// Server names whose media is never fetched (requests for it answer 404).
     pub prevent_downloads_from: Vec<String>,
+    /// Flush each new upload to disk (fdatasync of the file and its directory) before the
+    /// upload is answered. Unset: as durable as the database row that points at the file —
+    /// flushed with PostgreSQL or `database.sqlite_synchronous = "full"`, which survive a power
+    /// cut; not with SQLite's default "normal", which survives a crash of the server (written
+    /// files do too) but may lose its last moments to a power cut. `true` or `false` decide.
+    pub sync_uploads: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -432,6 +438,7 @@ impl Default for MediaConfig {
             // The sizes the spec recommends.
             url_preview: UrlPreviewConfig::default(),
             prevent_downloads_from: Vec::new(),
+            sync_uploads: None,
             thumbnail_sizes: vec![
                 ThumbnailSize { width: 32, height: 32, method: ThumbnailMethod::Crop },
                 ThumbnailSize { width: 96, height: 96, method: ThumbnailMethod::Crop },
@@ -582,6 +589,13 @@ impl Config {
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    }
+
+    /// Whether uploads are flushed to disk before they are answered (`media.sync_uploads`).
+    pub fn sync_uploads(&self) -> bool {
+        self.media.sync_uploads.unwrap_or_else(|| {
+            !self.database_url().starts_with("sqlite:") || self.database.sqlite_synchronous == SqliteSynchronous::Full
+        })
     }
 
     /// The database URL, with the embedded default filled in.

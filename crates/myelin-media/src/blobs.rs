@@ -1,6 +1,7 @@
 //! The filesystem blob store: files named by their sha256, so identical content is stored once.
-//! A blob is written to a temporary file while hashing and counting, flushed to disk, then
-//! renamed into place: a reader never sees a partial blob, and a crash leaves only temp files.
+//! A blob is written to a temporary file while hashing and counting, flushed to disk (when the
+//! store flushes: `media.sync_uploads`), then renamed into place: a reader never sees a partial
+//! blob, and a crash leaves only temp files.
 //! Content that is stored already is recognised by its hash and not written a second time.
 
 use bytes::Bytes;
@@ -14,6 +15,10 @@ use std::{
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    /// Flush new blobs (file and directory entry) before they count as stored. Without it a
+    /// blob survives a crash of the server (the kernel holds what was written) but a power cut
+    /// may lose it — as SQLite's "normal" mode may lose the row pointing at it.
+    flush: bool,
 }
 
 /// A blob now in the store.
@@ -45,7 +50,7 @@ impl From<io::Error> for BlobError {
 impl FsBlobStore {
     /// Opens (creating) the store at `root`, and removes temp files a crash left behind. Only
     /// old ones: another process (the admin CLI, a second server) may be writing the young ones.
-    pub fn open(root: &Path) -> io::Result<Self> {
+    pub fn open(root: &Path, flush: bool) -> io::Result<Self> {
         let blobs = root.join("blobs");
         std::fs::create_dir_all(&blobs)?;
         // All 256 fan-out directories up front (and their entries made durable once), so an
@@ -69,7 +74,7 @@ impl FsBlobStore {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(FsBlobStore { root: root.to_owned() })
+        Ok(FsBlobStore { root: root.to_owned(), flush })
     }
 
     /// Where the blob with this sha256 lives; None for anything but 64 lowercase hex digits,
@@ -92,6 +97,11 @@ impl FsBlobStore {
         use std::io::{Read, Seek};
         let path = self.path(sha256).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad blob name"))?;
         let mut file = std::fs::File::open(path)?;
+        // A blob shorter than its record was cut off by a power cut before it reached the disk
+        // (`media.sync_uploads` off): its content is lost, say so before sending any of it.
+        if file.metadata()?.len() < start.saturating_add(length) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "the blob is shorter than its record: content lost"));
+        }
         if start > 0 {
             file.seek(io::SeekFrom::Start(start))?;
         }
@@ -192,7 +202,7 @@ impl FsBlobStore {
                     hasher.update(&chunk);
                     file.write_all(&chunk)?;
                     size += chunk.len() as u64;
-                    if size - flushed >= WRITEBACK_STEP {
+                    if self.flush && size - flushed >= WRITEBACK_STEP {
                         file.flush()?;
                         start_writeback(file.get_ref(), flushed, size - flushed);
                         flushed = size;
@@ -210,7 +220,7 @@ impl FsBlobStore {
             return Err(io::Error::other("computed a malformed digest").into());
         };
         // Content stored already needs no second copy on disk, so skip the flush too.
-        if !target.exists() {
+        if self.flush && !target.exists() {
             file.get_ref().sync_data()?;
         }
         Ok(StoredBlob { sha256, size, spare: None })
@@ -233,7 +243,9 @@ impl FsBlobStore {
         }
         std::fs::rename(temp, &target)?;
         // The rename is durable only once the directory entry is on disk.
-        std::fs::File::open(&dir)?.sync_all()?;
+        if self.flush {
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
         Ok(false)
     }
 
@@ -252,7 +264,9 @@ impl FsBlobStore {
             if target.exists() {
                 return std::fs::remove_file(&spare);
             }
-            std::fs::File::open(&spare)?.sync_data()?;
+            if store.flush {
+                std::fs::File::open(&spare)?.sync_data()?;
+            }
             store.move_into_place(&spare, &sha256).map(drop)
         })
         .await
@@ -341,7 +355,7 @@ mod tests {
     #[tokio::test]
     async fn stores_once_by_content_and_enforces_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::open(dir.path()).unwrap();
+        let store = FsBlobStore::open(dir.path(), true).unwrap();
         let a = store.write(body(&[b"hello ", b"world"]), 100).await.unwrap();
         assert_eq!(a.size, 11);
         assert_eq!(a.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");

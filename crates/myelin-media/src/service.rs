@@ -76,7 +76,7 @@ pub fn is_valid_media_id(media_id: &str) -> bool {
 impl MediaService {
     /// Opens the blob store and settles when the freeze starts (stored on first start).
     pub async fn new(store: Store, config: Arc<Config>, federation: Arc<FederationClient>) -> Result<Self> {
-        let blobs = FsBlobStore::open(&config.media_path())
+        let blobs = FsBlobStore::open(&config.media_path(), config.sync_uploads())
             .map_err(|e| Error::internal(format!("media store at {}: {e}", config.media_path().display())))?;
         let freeze_ts = match &config.media.freeze_unauthenticated {
             FreezeSetting::Enabled(false) => None,

@@ -126,8 +126,13 @@ pub async fn serve_file(
         }
         None => (StatusCode::OK, 0, size),
     };
-    let stream =
-        blobs.read_range(sha256, start, length).map_err(|e| Error::internal(format!("opening blob {sha256}: {e}")))?;
+    let stream = blobs.read_range(sha256, start, length).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            tracing::error!(sha256, "a media file is missing or cut short: {e}");
+            Error::not_found("the content of this media is lost")
+        }
+        _ => Error::internal(format!("opening blob {sha256}: {e}")),
+    })?;
     set(header::CONTENT_LENGTH, &length.to_string());
     let body = Body::from_stream(stream);
     Ok((status, headers, body).into_response())

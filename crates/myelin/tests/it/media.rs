@@ -11,7 +11,8 @@ backend_tests!(
     limits_and_quota,
     identical_uploads_are_stored_once,
     freeze,
-    malformed_paths
+    malformed_paths,
+    content_lost_to_a_power_cut
 );
 
 /// Uploads `bytes`; returns the media ID of the mxc:// URI.
@@ -205,6 +206,25 @@ async fn identical_uploads_are_stored_once(backend: Backend) {
     let response = server.raw(Method::GET, &download_url(&b), Some(&alice.token), None).await;
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/pdf");
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"same bytes");
+}
+
+/// Without `media.sync_uploads` (SQLite's default) a power cut can leave a row whose file never
+/// reached the disk: such media answers 404, never a truncated body.
+async fn content_lost_to_a_power_cut(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let media_id = upload(&server, &alice.token, vec![7u8; 4096], Some("application/octet-stream"), None).await;
+    let blobs = server.db.dir.path().join("data/media/blobs");
+    let file = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .next()
+        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(100).unwrap();
+    let (status, body) = server.get(&download_url(&media_id), Some(&alice.token)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["errcode"], "M_NOT_FOUND");
 }
 
 fn legacy_paths(media_id: &str) -> Vec<String> {
