@@ -21,8 +21,12 @@ import sys
 try:  # imported as bench/harness (the usual case) ...
     from . import common
 except ImportError:  # ... or run by the venv's python as the generator
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import common
+    # This directory holds http.py, which would hide the standard library's `http` from
+    # common.py: import the package from its parent instead.
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+    sys.path.insert(0, os.path.dirname(HERE))
+    from harness import common
 
 PILLOW_VERSION = "13.0.0"  # pinned so that the test images are the same from day to day
 VENV = os.path.join(common.REPO, ".bench", "media-venv")
