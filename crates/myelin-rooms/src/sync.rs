@@ -403,8 +403,9 @@ impl RoomService {
             .iter()
             .map(|job| {
                 let Window { since, upto, fresh } = job.window;
-                // Backfilled history sits below zero.
-                let above = if fresh { i64::MIN } else { since.unwrap_or(i64::MIN) };
+                // Backfilled history (below the stream's zero) is left to `/messages`, where
+                // `prev_batch` leads, as before rooms were read together.
+                let above = if fresh { 0 } else { since.unwrap_or(0) };
                 (job.room_id.to_string(), upto + 1, above)
             })
             .collect();
