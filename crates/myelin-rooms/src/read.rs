@@ -152,7 +152,7 @@ impl<'a> Visibility<'a> {
         ignored: Arc<HashSet<String>>,
     ) -> Result<Self> {
         let current = service.membership_of(room_id, viewer).await?;
-        Ok(Visibility { service, viewer, current, groups: HashMap::new(), ignored })
+        Ok(Self::with_membership(service, viewer, current, ignored))
     }
 
     /// The same, with the viewer's membership now already known (a sync reads them all).

@@ -427,12 +427,12 @@ macro_rules! load_state {
     }};
 }
 
-/// Runs a query for many IDs, 100 at a time (`IN` lists stay short on both engines), and
-/// gathers the rows. `$sql` gets the placeholders of one chunk as `$list`; `$pre` are bound
-/// before the IDs (so the list starts after them).
 /// How many rooms one multi-room query covers (each brings a few parameters).
 const ROOMS_PER_QUERY: usize = 50;
 
+/// Runs a query for many IDs, 100 at a time (`IN` lists stay short on both engines), and
+/// gathers the rows. `$sql` gets the placeholders of one chunk as `$list`; `$pre` are bound
+/// before the IDs (so the list starts after them).
 macro_rules! fetch_in_chunks {
     ($db:expr, $ids:expr, |$list:ident| $sql:expr $(, $pre:expr)*) => {{
         let mut rows = Vec::new();
@@ -841,8 +841,6 @@ impl Rooms<'_> {
         ))
     }
 
-    /// A room's events in stream order, after `from` (exclusive) going forwards or before it
-    /// going backwards, at most `limit`, stopping at `to` (exclusive) when given.
     /// For each (room, below, above): the room's latest `limit` events with stream positions
     /// strictly between `above` and `below`, newest first — a sync's timelines, one query for
     /// many rooms (each part reads only its room's newest rows from the index).
@@ -874,6 +872,8 @@ impl Rooms<'_> {
         Ok(rows)
     }
 
+    /// A room's events in stream order, after `from` (exclusive) going forwards or before it
+    /// going backwards, at most `limit`, stopping at `to` (exclusive) when given.
     pub async fn events_in_room(
         &self,
         room_id: &str,
@@ -1146,10 +1146,8 @@ impl Rooms<'_> {
         }))
     }
 
-    /// Receipts of a room changed after `since` up to `upto` (all of them when `since` is
-    /// None): (user, type, thread, event, ts).
-    /// The receipts of rooms that changed after `since` up to `upto`, oldest first: (room ID,
-    /// user ID, type, thread ID, event ID, ts).
+    /// The receipts of rooms that changed after `since` up to `upto` (all of them when `since`
+    /// is None), oldest first: (room ID, user ID, type, thread ID, event ID, ts).
     #[allow(clippy::type_complexity)]
     pub async fn receipts_of_rooms(
         &self,

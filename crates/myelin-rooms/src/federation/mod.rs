@@ -167,6 +167,7 @@ impl RoomService {
         let room = room.clone();
         on_all_cores(events, move |part| verify::check_pdus(&room, part, &keys)).await
     }
+
     /// The keys of every server that must have signed one of `events`. In room versions 5+
     /// a key counts only if valid at the event's time (for a batch: at its earliest event's),
     /// and retired keys only for events from before they were retired.
