@@ -244,49 +244,57 @@ impl Push<'_> {
                     query = query.bind(room);
                 }
                 let staged: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await?;
+                // This user's staged actions, parsed once: (room, position, action, thread).
+                let mine: Vec<(String, i64, PushAction, String)> = staged
+                    .into_iter()
+                    .filter_map(|(room_id, position, actions)| {
+                        // Written by this store; a row that does not parse is skipped, as the move does.
+                        Some((room_id, position, serde_json::from_str::<Vec<PushAction>>(&actions).ok()?))
+                    })
+                    .flat_map(|(room_id, position, actions)| {
+                        actions.into_iter().filter(|a| a.user_id == user_id).map(move |action| {
+                            let thread = thread_key(by_thread, &action);
+                            (room_id.clone(), position, action, thread)
+                        })
+                    })
+                    .collect();
                 // The user's read positions of the rooms (and threads) with staged actions.
                 let mut read: HashMap<(String, String), i64> = HashMap::new();
-                for (room_id, _, actions) in &staged {
-                    let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(actions) else { continue };
-                    for action in actions.into_iter().filter(|a| a.user_id == user_id) {
-                        let key = (room_id.clone(), thread_key(by_thread, &action));
-                        if read.contains_key(&key) {
-                            continue;
-                        }
-                        let position: i64 = sqlx::query_scalar(concat!("SELECT ", read_up_to!("$1", "$2", "('', $3)")))
-                            .bind(room_id)
-                            .bind(user_id)
-                            .bind(&key.1)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        read.insert(key, position);
+                for (room_id, _, _, thread) in &mine {
+                    let key = (room_id.clone(), thread.clone());
+                    if read.contains_key(&key) {
+                        continue;
                     }
+                    let position: i64 = sqlx::query_scalar(concat!("SELECT ", read_up_to!("$1", "$2", "('', $3)")))
+                        .bind(room_id)
+                        .bind(user_id)
+                        .bind(thread)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    read.insert(key, position);
                 }
                 tx.commit().await?;
-                let mut counted = Vec::new();
-                for (room_id, stream_ordering, actions) in staged {
-                    let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(&actions) else { continue };
-                    for action in actions.into_iter().filter(|a| a.user_id == user_id) {
-                        let key = (room_id.clone(), thread_key(by_thread, &action));
-                        if read.get(&key).is_some_and(|up_to| stream_ordering > *up_to) {
-                            counted.push((room_id.clone(), action));
-                        }
-                    }
-                }
+                let counted: Vec<(String, PushAction)> = mine
+                    .into_iter()
+                    .filter(|(room_id, position, _, thread)| {
+                        read.get(&(room_id.clone(), thread.clone())).is_some_and(|up_to| position > up_to)
+                    })
+                    .map(|(room_id, _, action, _)| (room_id, action))
+                    .collect();
                 (found, counted)
             });
             rows.extend(found);
             for (room_id, action) in staged {
                 let thread = if by_thread { action.thread_id.clone() } else { None };
-                let row = match rows.iter_mut().position(|row| row.0 == room_id && row.1 == thread) {
-                    Some(i) => &mut rows[i],
+                let i = match rows.iter().position(|row| row.0 == room_id && row.1 == thread) {
+                    Some(i) => i,
                     None => {
                         rows.push((room_id, thread, 0, 0));
-                        rows.last_mut().expect("just pushed")
+                        rows.len() - 1
                     }
                 };
-                row.2 += i64::from(action.notify);
-                row.3 += i64::from(action.highlight);
+                rows[i].2 += i64::from(action.notify);
+                rows[i].3 += i64::from(action.highlight);
             }
         }
         Ok(rows)
