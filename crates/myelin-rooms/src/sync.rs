@@ -314,12 +314,8 @@ impl RoomService {
                             window: Window { since, upto: m.stream_ordering, fresh: true },
                             membership: Some(m.membership.clone()),
                         };
-                        for mut update in
-                            self.room_updates(viewer, &[job], options, &ignored).await?.into_iter().flatten()
-                        {
-                            update.summary = None;
-                            out.leave.push(update);
-                        }
+                        out.leave
+                            .extend(self.room_updates(viewer, &[job], options, &ignored).await?.into_iter().flatten());
                     }
                 }
                 _ => {}
@@ -490,18 +486,19 @@ impl RoomService {
             state_rows_of.entry(row.room_id.clone()).or_default().push(row);
         }
 
-        // Summaries (member counts and heroes), which the spec asks for only when they may have
-        // changed: rooms new to the client, or with a membership event in the answer.
+        // Summaries (member counts and heroes) of joined rooms, which the spec asks for only when
+        // they may have changed: rooms new to the client, or with a membership event in the answer.
         let is_member = |row: &EventRow| row.event_type == "m.room.member";
         let room_ids: Vec<String> = jobs
             .iter()
             .zip(&parts)
             .filter(|(job, part)| {
-                part.as_ref().is_some_and(|part| {
-                    job.window.fresh
-                        || part.rows.iter().any(is_member)
-                        || state_rows_of.get(job.room_id.as_str()).is_some_and(|rows| rows.iter().any(is_member))
-                })
+                job.membership.as_deref() == Some("join")
+                    && part.as_ref().is_some_and(|part| {
+                        job.window.fresh
+                            || part.rows.iter().any(is_member)
+                            || state_rows_of.get(job.room_id.as_str()).is_some_and(|rows| rows.iter().any(is_member))
+                    })
             })
             .map(|(job, _)| job.room_id.to_string())
             .collect();
