@@ -87,9 +87,12 @@ impl RoomService {
     }
 }
 
-/// The `m.receipt` ephemeral event of receipt rows (user, type, thread, event, ts), as the
-/// viewer may see them (their own private ones only); None when there are none.
-pub(crate) fn receipt_event_of(viewer: &UserId, rows: Vec<(String, String, String, String, i64)>) -> Option<Value> {
+/// A receipt as a sync reads it: (user ID, type, thread ID, event ID, ts).
+pub(crate) type ReceiptRow = (String, String, String, String, i64);
+
+/// The `m.receipt` ephemeral event of receipt rows, as the viewer may see them (their own
+/// private ones only); None when there are none.
+pub(crate) fn receipt_event_of(viewer: &UserId, rows: Vec<ReceiptRow>) -> Option<Value> {
     let mut content = serde_json::Map::new();
     for (user, kind, thread, event, ts) in rows {
         if kind == "m.read.private" && user != viewer.as_str() {

@@ -16,9 +16,6 @@ use std::{
     time::Duration,
 };
 
-/// A receipt as a sync reads it: (user ID, type, thread ID, event ID, ts).
-type ReceiptRow = (String, String, String, String, i64);
-
 /// The longest a client may make `/sync` wait.
 pub const MAX_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -323,7 +320,7 @@ impl RoomService {
         }
         // Receipts of all the joined rooms to read: two queries (rooms new to the client get
         // all of them, the others what changed).
-        let mut receipts: HashMap<String, Vec<ReceiptRow>> = HashMap::new();
+        let mut receipts: HashMap<String, Vec<crate::receipts::ReceiptRow>> = HashMap::new();
         for fresh in [true, false] {
             let ids: Vec<String> =
                 joined.iter().filter(|(_, is_fresh, _)| *is_fresh == fresh).map(|(id, ..)| id.to_string()).collect();
