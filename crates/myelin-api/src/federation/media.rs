@@ -82,7 +82,7 @@ fn multipart(
         .media
         .blobs()
         .read_range(sha256, 0, size)
-        .map_err(|e| Error::internal(format!("opening blob {sha256}: {e}")))?;
+        .map_err(|e| crate::media::file_response::blob_open_error(sha256, e))?;
     let body = stream::once(async move { Ok(Bytes::from(head)) })
         .chain(file)
         .chain(stream::once(async move { Ok(Bytes::from(tail)) }));

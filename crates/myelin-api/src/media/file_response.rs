@@ -126,16 +126,22 @@ pub async fn serve_file(
         }
         None => (StatusCode::OK, 0, size),
     };
-    let stream = blobs.read_range(sha256, start, length).map_err(|e| match e.kind() {
+    let stream = blobs.read_range(sha256, start, length).map_err(|e| blob_open_error(sha256, e))?;
+    set(header::CONTENT_LENGTH, &length.to_string());
+    let body = Body::from_stream(stream);
+    Ok((status, headers, body).into_response())
+}
+
+/// A blob that cannot be opened: 404 when it is missing or shorter than its row (content lost
+/// to a power cut, `media.sync_uploads`), else a server error.
+pub(crate) fn blob_open_error(sha256: &str, e: std::io::Error) -> Error {
+    match e.kind() {
         std::io::ErrorKind::NotFound => {
             tracing::error!(sha256, "a media file is missing or cut short: {e}");
             Error::not_found("the content of this media is lost")
         }
         _ => Error::internal(format!("opening blob {sha256}: {e}")),
-    })?;
-    set(header::CONTENT_LENGTH, &length.to_string());
-    let body = Body::from_stream(stream);
-    Ok((status, headers, body).into_response())
+    }
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
