@@ -5,8 +5,12 @@ Figures (each server in a fresh temp dir on 127.0.0.1, measured one after the ot
   throughput  upload and download of 1, 10 and 100 MiB of random bytes with curl, one
               transfer at a time, median of 15 / 7 / 5 (MB = 10^6 bytes, curl's own clock)
   vs nginx    the 100 MiB download from nginx (sendfile on) serving the same file from the
-              same disk: each server's rate as % of that. For uploads the yardstick is the
-              disk: the same bytes written from memory and fsynced
+              same disk: each server's rate as % of that
+  vs sink     each upload size sent the same way to a sink that reads and discards the body
+              (harness/sink.py): what curl can send here when the server does nothing, so
+              a ceiling for any server. Also shown: the disk (the 100 MiB written from
+              memory and fsynced) and sha256 of the 100 MiB in memory on one core (OpenSSL
+              through hashlib), which a content-addressed store must compute for every upload
   thumbnails  upload of a 2000x2000 photo-like JPEG / PNG plus the first GET of a
               320x240 scale (or 96x96 crop) thumbnail until its body is in: median of 3
               fresh images (new bytes each, so no cache helps); Synapse makes its thumbnails
@@ -23,6 +27,7 @@ same run only.
                            [--skip-synapse] [--skip-nginx] [--skip-myelin]
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -33,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import common, curl, images, myelin, nginx, synapse  # noqa: E402
+from harness import common, curl, images, myelin, nginx, sink, synapse  # noqa: E402
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -253,6 +258,33 @@ def measure_nginx(root: str, path: str, size: int, reps: int) -> dict:
         return {"down": mb_per_s(size, statistics.median(times)), "version": web.version}
 
 
+def measure_sink(data: dict, plan: Plan) -> dict:
+    """Median MB/s of uploading each size's new-content files to the body sink."""
+    rates = {}
+    with sink.Sink() as s:
+        curl.post_file(s.url, data["payloads"][plan.sizes[0][0]][0])  # warm-up
+        for size, _ in plan.sizes:
+            times = [curl.post_file(s.url, path)[1] for path in data["payloads"][size]]
+            rates[size] = mb_per_s(size, statistics.median(times))
+            log(f"    sink {size_label(size)}: {rates[size]:.0f} MB/s "
+                f"(s: {', '.join(f'{t:.4f}' for t in times)})")
+    return {"up": rates}
+
+
+def measure_sha256(path: str, reps: int) -> dict:
+    """Median MB/s of sha256 over the file's bytes in memory, on one core."""
+    with open(path, "rb") as f:
+        payload = f.read()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        hashlib.sha256(payload).digest()
+        times.append(time.perf_counter() - t0)
+    rate = mb_per_s(len(payload), statistics.median(times))
+    log(f"    sha256 {size_label(len(payload))} in memory: {rate:.0f} MB/s")
+    return {"rate": rate}
+
+
 def measure_disk(path: str, workdir: str, reps: int) -> dict:
     """Median MB/s of writing the file's bytes (from memory) to a new file on the same disk
     and fsyncing it: the yardstick for an upload that is durable when answered (Myelin
@@ -279,7 +311,7 @@ def measure_disk(path: str, workdir: str, reps: int) -> dict:
 # ---------------------------------------------------------------- the table
 
 def build_rows(my: dict | None, sy: dict | None, ng: dict | None, disk: dict | None,
-               plan: Plan) -> list[list[str]]:
+               sk: dict | None, sha: dict | None, plan: Plan) -> list[list[str]]:
     """Metric | Myelin | Synapse | yardstick | ratio | target | verdict."""
 
     def get(res, key, field):
@@ -313,11 +345,16 @@ def build_rows(my: dict | None, sy: dict | None, ng: dict | None, disk: dict | N
             key = ("tp", size)
             m, _ = get(my, key, direction)
             s, _ = get(sy, key, direction)
-            yardstick = ""
+            yardsticks = []
             if size == largest and direction == "down" and ng and "down" in ng:
-                yardstick = "nginx " + mbs(ng["down"])
-            elif size == largest and direction == "up" and disk and "up" in disk:
-                yardstick = "disk " + mbs(disk["up"])
+                yardsticks.append("nginx " + mbs(ng["down"]))
+            if direction == "up" and sk and size in sk.get("up", {}):
+                yardsticks.append("sink " + mbs(sk["up"][size]))
+            if size == largest and direction == "up" and disk and "up" in disk:
+                yardsticks.append("disk " + mbs(disk["up"]))
+            if size == largest and direction == "up" and sha and "rate" in sha:
+                yardsticks.append("sha256 " + mbs(sha["rate"]))
+            yardstick = "; ".join(yardsticks)
             rows.append(row(f"{verb} {size_label(size)}, median of {reps}",
                             cell(my, key, direction, mbs), cell(sy, key, direction, mbs),
                             yardstick, f"{m / s:.1f}x" if m and s else "-",
@@ -388,7 +425,9 @@ def header_lines(binary: str | None, plan: Plan, nginx_version: str, load: list)
         "RSS: VmRSS every 20 ms, peak minus the value just before the transfer; "
         "both servers with a 2 GiB upload limit.",
         f"Yardsticks: nginx {nginx_version} (sendfile on) serving the same file from the same "
-        "disk; disk = write from memory + fsync of the same bytes (Python, 1 MiB writes).",
+        "disk; sink = the same uploads to a server that reads and discards the body "
+        "(bench/harness/sink.py); disk = write from memory + fsync of the same bytes (Python, "
+        "1 MiB writes); sha256 = hashlib over the bytes in memory, one core.",
         common.load_note(load),
     ]
 
@@ -408,7 +447,7 @@ def main() -> None:
     if not args.skip_nginx:
         nginx_version = nginx.version(nginx.ensure_installed())
 
-    my = sy = ng = disk = None
+    my = sy = ng = disk = sk = sha = None
     load = [os.getloadavg()[0]]
     workdir = tempfile.mkdtemp(prefix="bench-media-")
     try:
@@ -439,16 +478,23 @@ def main() -> None:
             path = data["payloads"][size][0]
             attempt(ng, "r", measure_nginx, os.path.dirname(path), path, size, reps)
             ng = ng["r"]
+        log("sink")
+        sk = {}
+        attempt(sk, "r", measure_sink, data, plan)
+        sk = sk["r"]
         size, reps = plan.sizes[-1]
         log("disk")
         disk = {}
         attempt(disk, "r", measure_disk, data["payloads"][size][0], workdir, reps)
         disk = disk["r"]
+        sha = {}
+        attempt(sha, "r", measure_sha256, data["payloads"][size][0], reps)
+        sha = sha["r"]
     finally:  # test data and any big file go, even on Ctrl-C
         shutil.rmtree(workdir, ignore_errors=True)
 
     load.append(os.getloadavg()[0])
-    rows = build_rows(my, sy, ng, disk, plan)
+    rows = build_rows(my, sy, ng, disk, sk, sha, plan)
     head = header_lines(binary, plan, nginx_version, load)
     print("\n" + "\n".join(head) + "\n\n" + render(rows, False))
     if args.markdown:

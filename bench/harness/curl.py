@@ -54,16 +54,22 @@ def _run(args: list[str], max_time: float) -> tuple[dict, bytes]:
 
 def upload(base_url: str, token: str, path: str, content_type: str = "application/octet-stream",
            filename: str = "bench.bin", max_time: float = 600) -> tuple[str, float]:
-    """POST a file to /_matrix/media/v3/upload; return (mxc URI, seconds).
+    """POST a file to /_matrix/media/v3/upload; return (mxc URI, seconds)."""
+    body, seconds = post_file(f"{base_url}/_matrix/media/v3/upload?filename={filename}", path,
+                              content_type, ["-H", f"Authorization: Bearer {token}"], max_time)
+    return json.loads(body)["content_uri"], seconds
+
+
+def post_file(url: str, path: str, content_type: str = "application/octet-stream",
+              extra_args: list[str] | None = None, max_time: float = 600) -> tuple[bytes, float]:
+    """POST a file, streamed; return (response body, seconds).
 
     `Expect:` is emptied because curl otherwise sends `Expect: 100-continue` for large
     bodies and, from a server that does not answer it, waits a whole second before sending.
     """
     info, body = _run(["-X", "POST", "-T", path, "-H", "Expect:",
-                       "-H", f"Content-Type: {content_type}",
-                       "-H", f"Authorization: Bearer {token}",
-                       f"{base_url}/_matrix/media/v3/upload?filename={filename}"], max_time)
-    return json.loads(body)["content_uri"], info["time_total"]
+                       "-H", f"Content-Type: {content_type}", *(extra_args or []), url], max_time)
+    return body, info["time_total"]
 
 
 def download(url: str, token: str | None = None, max_time: float = 600) -> tuple[int, float]:

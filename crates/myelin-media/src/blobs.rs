@@ -133,9 +133,10 @@ impl FsBlobStore {
 
     /// Streams `body` into the store, at most `max_size` bytes.
     ///
-    /// The async side only receives and counts; a blocking thread hashes and writes, so the
-    /// network and the disk work at the same time. A bounded channel between them keeps memory
-    /// flat whatever the size.
+    /// The async side receives, counts and hashes; a blocking thread writes, so the network,
+    /// the hash and the disk work at the same time (sha256 is the costliest part of an upload,
+    /// about 0.6 ms per MiB on one core). A bounded channel between them keeps memory flat
+    /// whatever the size.
     pub async fn write<S, E>(&self, body: S, max_size: u64) -> Result<StoredBlob, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
@@ -145,9 +146,9 @@ impl FsBlobStore {
         let store = self.clone();
         let writer = tokio::task::spawn_blocking(move || store.write_blocking(rx));
         let received = Self::receive(body, max_size, &tx).await;
-        if received.is_ok() {
+        if let Ok(digest) = &received {
             // The writer may have failed (disk full) and closed its end: its error says why.
-            let _ = tx.send(Chunk::End).await;
+            let _ = tx.send(Chunk::End(digest.clone())).await;
         }
         drop(tx);
         let written = writer.await.map_err(|e| BlobError::Io(io::Error::other(e)))?;
@@ -155,12 +156,15 @@ impl FsBlobStore {
         written
     }
 
-    async fn receive<S, E>(body: S, max_size: u64, tx: &tokio::sync::mpsc::Sender<Chunk>) -> Result<(), BlobError>
+    /// Receives the body, hands each chunk to the writer and hashes it meanwhile; returns the
+    /// content's sha256 in lowercase hex.
+    async fn receive<S, E>(body: S, max_size: u64, tx: &tokio::sync::mpsc::Sender<Chunk>) -> Result<String, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
         let mut size: u64 = 0;
+        let mut hasher = Sha256::new();
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
@@ -168,16 +172,19 @@ impl FsBlobStore {
             if size > max_size {
                 return Err(BlobError::TooLarge);
             }
-            if tx.send(Chunk::Data(chunk)).await.is_err() {
+            // Sent first (a reference count, not a copy), so the write runs beside the hash.
+            if tx.send(Chunk::Data(chunk.clone())).await.is_err() {
                 // The writer stopped early; its result carries the error.
-                return Ok(());
+                break;
             }
+            hasher.update(&chunk);
         }
-        Ok(())
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// The writer thread: hash and write to a temp file, then move it into place (or drop it
-    /// when the same content is stored already). The temp file is removed on every failure.
+    /// The writer thread: write to a temp file, then move it into place under the name the
+    /// receiving side computed (or drop it when the same content is stored already). The temp
+    /// file is removed on every failure.
     fn write_blocking(&self, rx: tokio::sync::mpsc::Receiver<Chunk>) -> Result<StoredBlob, BlobError> {
         let temp = self.root.join("tmp").join(myelin_core::util::random_string(24));
         let result = self.write_temp(&temp, rx).and_then(|mut blob| {
@@ -193,13 +200,13 @@ impl FsBlobStore {
     }
 
     fn write_temp(&self, temp: &Path, mut rx: tokio::sync::mpsc::Receiver<Chunk>) -> Result<StoredBlob, BlobError> {
+        // Chunks of at least WRITE_BUFFER bytes go straight to the file; only small ones are
+        // gathered first.
         let mut file = BufWriter::with_capacity(WRITE_BUFFER, std::fs::File::create(temp)?);
-        let mut hasher = Sha256::new();
         let (mut size, mut flushed) = (0u64, 0u64);
-        loop {
+        let sha256 = loop {
             match rx.blocking_recv() {
                 Some(Chunk::Data(chunk)) => {
-                    hasher.update(&chunk);
                     file.write_all(&chunk)?;
                     size += chunk.len() as u64;
                     if self.flush && size - flushed >= WRITEBACK_STEP {
@@ -208,14 +215,12 @@ impl FsBlobStore {
                         flushed = size;
                     }
                 }
-                Some(Chunk::End) => break,
+                Some(Chunk::End(sha256)) => break sha256,
                 // The receiving side gave up (too large, body broke off): keep nothing.
                 None => return Err(BlobError::Body("upload interrupted".into())),
             }
-        }
+        };
         file.flush()?;
-        let digest = hasher.finalize();
-        let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let Some(target) = self.path(&sha256) else {
             return Err(io::Error::other("computed a malformed digest").into());
         };
@@ -310,8 +315,8 @@ impl FsBlobStore {
 /// What the receiving side hands the writer thread.
 enum Chunk {
     Data(Bytes),
-    /// The whole body arrived: finish the blob.
-    End,
+    /// The whole body arrived, with this sha256: finish the blob.
+    End(String),
 }
 
 /// Download reads: large enough that a 100 MiB file is a hundred reads, few enough in flight
@@ -322,7 +327,7 @@ const READ_CHANNEL_CHUNKS: usize = 4;
 /// Chunks in flight between the receiving task and the writer thread (hyper's chunks are
 /// 8–64 KiB, so at most a few MiB are buffered).
 const CHANNEL_CHUNKS: usize = 32;
-const WRITE_BUFFER: usize = 256 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
 /// How much is written before the kernel is asked to start writing it back, so that the final
 /// flush finds most of a large file on disk already instead of all of it.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
