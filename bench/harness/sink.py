@@ -9,7 +9,7 @@ Usage (from a script in bench/):
 
     from harness import sink
     with sink.Sink() as s:
-        seconds = curl.post_file(s.url, path)
+        _, seconds = curl.post_file(s.url, path)
 
 One child process (`python3 sink.py PORT`), stopped with the context. Stdlib only.
 """
