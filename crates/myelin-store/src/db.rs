@@ -42,8 +42,8 @@ pub(crate) enum Db {
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
-        /// Messages waiting for the next group commit (see `rooms::persist_message_sqlite`).
-        messages: std::sync::Arc<std::sync::Mutex<Vec<crate::rooms::QueuedMessage>>>,
+        /// The writer of non-state events, used on the calling thread (see `sqlite_messages`).
+        messages: std::sync::Arc<crate::sqlite_messages::SqliteMessages>,
     },
     Postgres(PgPool),
 }
@@ -93,12 +93,20 @@ impl Db {
             .synchronous(if options.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(connect.clone()).await?;
+        // No ping before handing out a connection: a local file does not go away, and each
+        // ping is a round trip to the connection's thread.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
+            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.clamp(1, 8))
-            .connect_with(connect.read_only(true))
+            .test_before_acquire(false)
+            .connect_with(connect.clone().read_only(true))
             .await?;
-        Ok(Db::Sqlite { writer, reader, messages: Default::default() })
+        let messages = crate::sqlite_messages::SqliteMessages::open(connect.get_filename(), options.sqlite_full_sync)?;
+        Ok(Db::Sqlite { writer, reader, messages })
     }
 
     pub(crate) async fn migrate(&self) -> Result<()> {

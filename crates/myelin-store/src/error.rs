@@ -15,6 +15,8 @@ pub enum Error {
     TooManyPending,
     #[error("database: {0}")]
     Database(sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
@@ -26,6 +28,20 @@ impl From<sqlx::Error> for Error {
         match &error {
             sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
             _ => Error::Database(error),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+        match &error {
+            rusqlite::Error::SqliteFailure(e, _)
+                if matches!(e.extended_code, SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY) =>
+            {
+                Error::Conflict
+            }
+            _ => Error::Sqlite(error),
         }
     }
 }

@@ -12,6 +12,8 @@ mod outbox;
 mod push;
 mod registration_tokens;
 mod rooms;
+mod sqlite_checkpoint;
+mod sqlite_messages;
 mod to_device;
 mod tokens;
 mod uia;

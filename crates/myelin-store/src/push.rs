@@ -61,6 +61,66 @@ macro_rules! read_up_to {
 /// takes many events' rows at once.
 const ROTATE_BATCH: i64 = 50;
 
+/// A staged row: (stream position, room, event ID, actions JSON).
+type StagedRow = (i64, String, String, String);
+
+const SELECT_STAGED: &str = "SELECT stream_ordering, room_id, event_id, actions FROM event_push_staging
+     WHERE stream_ordering <= $1 ORDER BY stream_ordering LIMIT $2";
+const DELETE_STAGED: &str = "DELETE FROM event_push_staging WHERE stream_ordering <= $1";
+
+/// The columns of `event_push_actions` a move fills, in a `concat!` for static SQL.
+macro_rules! push_action_columns {
+    () => {
+        "(user_id, room_id, event_id, stream_ordering, notify, highlight, thread_id, actions)"
+    };
+}
+
+/// One row per member and event, sorted so that the rows of one member and room land side by
+/// side. Rows are written by this store from `PushAction`s: one that does not parse is
+/// dropped rather than blocking every later one.
+fn expand_staged(staged: &[StagedRow]) -> Vec<(i64, &str, &str, PushAction)> {
+    let mut rows: Vec<(i64, &str, &str, PushAction)> = Vec::new();
+    for (stream_ordering, room_id, event_id, actions) in staged {
+        let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(actions) else { continue };
+        rows.extend(actions.into_iter().map(|a| (*stream_ordering, room_id.as_str(), event_id.as_str(), a)));
+    }
+    rows.sort_by(|x, y| (&x.3.user_id, x.1, x.0).cmp(&(&y.3.user_id, y.1, y.0)));
+    rows
+}
+
+/// One batch of `Push::rotate_staged` on SQLite, in a transaction of its own; how many events
+/// it moved.
+fn rotate_batch_sqlite(conn: &rusqlite::Connection, up_to: i64) -> rusqlite::Result<usize> {
+    // Immediate: it writes, and a deferred one could not wait to upgrade its read lock.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let staged: Vec<StagedRow> = tx
+        .prepare_cached(&SELECT_STAGED.replace('$', "?"))?
+        .query_map(rusqlite::params![up_to, ROTATE_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let Some(last) = staged.last().map(|row| row.0) else { return Ok(0) };
+    let mut insert = tx.prepare_cached(concat!(
+        "INSERT INTO event_push_actions ",
+        push_action_columns!(),
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING"
+    ))?;
+    for (stream_ordering, room_id, event_id, a) in expand_staged(&staged) {
+        insert.execute(rusqlite::params![
+            a.user_id,
+            room_id,
+            event_id,
+            stream_ordering,
+            a.notify,
+            a.highlight,
+            a.thread_id,
+            a.actions
+        ])?;
+    }
+    drop(insert);
+    tx.prepare_cached(&DELETE_STAGED.replace('$', "?"))?.execute([last])?;
+    tx.commit()?;
+    Ok(staged.len())
+}
+
 impl Push<'_> {
     /// Moves the push actions staged with their events (`event_push_staging`, one row per
     /// event) into `event_push_actions` (one row per member), oldest first, in batches: the
@@ -76,53 +136,41 @@ impl Push<'_> {
         let Some(up_to) = up_to else { return Ok(0) };
         let mut moved = 0;
         loop {
-            let batch = on_db!(self.0, write, |pool| {
-                let mut tx = pool.begin_write().await?;
-                let staged: Vec<(i64, String, String, String)> = sqlx::query_as(
-                    "SELECT stream_ordering, room_id, event_id, actions FROM event_push_staging
-                     WHERE stream_ordering <= $1 ORDER BY stream_ordering LIMIT $2",
-                )
-                .bind(up_to)
-                .bind(ROTATE_BATCH)
-                .fetch_all(&mut *tx)
-                .await?;
-                // Nothing (left) to move: the macro's body returns from this function.
-                let Some(last) = staged.last().map(|row| row.0) else { return Ok(moved) };
-                let mut rows: Vec<(i64, &str, &str, PushAction)> = Vec::new();
-                for (stream_ordering, room_id, event_id, actions) in &staged {
-                    // Written by this store from `PushAction`s: a row that does not parse is
-                    // dropped rather than blocking every later one.
-                    let Ok(actions) = serde_json::from_str::<Vec<PushAction>>(actions) else { continue };
-                    rows.extend(
-                        actions.into_iter().map(|a| (*stream_ordering, room_id.as_str(), event_id.as_str(), a)),
-                    );
+            let batch = match self.0 {
+                // On the connection messages are written on: the two take turns in process
+                // instead of one sleeping in SQLite's busy handler until the other is done.
+                Db::Sqlite { messages, .. } => {
+                    messages.with_connection(move |conn| rotate_batch_sqlite(conn, up_to)).await?
                 }
-                rows.sort_by(|x, y| (&x.3.user_id, x.1, x.0).cmp(&(&y.3.user_id, y.1, y.0)));
-                for part in rows.chunks(ROWS_PER_INSERT) {
-                    let mut insert = sqlx::QueryBuilder::new(
-                        "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, notify, highlight,
-                           thread_id, actions) ",
-                    );
-                    insert.push_values(part, |mut row, (stream_ordering, room_id, event_id, a)| {
-                        row.push_bind(&a.user_id)
-                            .push_bind(*room_id)
-                            .push_bind(*event_id)
-                            .push_bind(*stream_ordering)
-                            .push_bind(a.notify)
-                            .push_bind(a.highlight)
-                            .push_bind(&a.thread_id)
-                            .push_bind(&a.actions);
-                    });
-                    insert.push(" ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING");
-                    insert.build().execute(&mut *tx).await?;
+                Db::Postgres(pool) => {
+                    let mut tx = pool.begin_write().await?;
+                    let staged: Vec<StagedRow> =
+                        sqlx::query_as(SELECT_STAGED).bind(up_to).bind(ROTATE_BATCH).fetch_all(&mut *tx).await?;
+                    let Some(last) = staged.last().map(|row| row.0) else { return Ok(moved) };
+                    for part in expand_staged(&staged).chunks(ROWS_PER_INSERT) {
+                        let mut insert = sqlx::QueryBuilder::new(concat!(
+                            "INSERT INTO event_push_actions ",
+                            push_action_columns!(),
+                            " "
+                        ));
+                        insert.push_values(part, |mut row, (stream_ordering, room_id, event_id, a)| {
+                            row.push_bind(&a.user_id)
+                                .push_bind(*room_id)
+                                .push_bind(*event_id)
+                                .push_bind(*stream_ordering)
+                                .push_bind(a.notify)
+                                .push_bind(a.highlight)
+                                .push_bind(&a.thread_id)
+                                .push_bind(&a.actions);
+                        });
+                        insert.push(" ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING");
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    sqlx::query(DELETE_STAGED).bind(last).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    staged.len()
                 }
-                sqlx::query("DELETE FROM event_push_staging WHERE stream_ordering <= $1")
-                    .bind(last)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok::<usize, crate::Error>(staged.len())
-            })?;
+            };
             moved += batch;
             if batch < ROTATE_BATCH as usize {
                 return Ok(moved);

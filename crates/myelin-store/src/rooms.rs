@@ -139,6 +139,7 @@ macro_rules! event_columns {
          state_after, json"
     };
 }
+pub(crate) use event_columns;
 
 /// Writes every entry of `$state` (a `&StateMap`) into state group `$id`, in `$tx`.
 macro_rules! insert_group_entries {
@@ -243,162 +244,11 @@ macro_rules! insert_outlier {
 pub(crate) use insert_outlier;
 
 /// An event's push actions as `event_push_staging` holds them; None when it notifies no one.
-fn staged_push_actions(actions: &[PushAction]) -> Option<String> {
+pub(crate) fn staged_push_actions(actions: &[PushAction]) -> Option<String> {
     if actions.is_empty() {
         return None;
     }
     serde_json::to_string(actions).ok()
-}
-
-/// Parameters of one event in a group commit.
-const MESSAGE_PARAMS: usize = 16;
-
-/// The statements persisting one non-state event on SQLite, parameters `$1`…`$16` shifted by
-/// `16 × i` for the i-th event of a batch.
-fn message_statements(i: usize) -> String {
-    let o = MESSAGE_PARAMS * i;
-    let p = |n: usize| format!("${}", n + o);
-    format!(
-        "UPDATE counters SET value = value + 1 WHERE name = 'stream';
-         INSERT INTO events ({columns}, redacts) VALUES ({e}, {r}, (SELECT value FROM counters WHERE name = 'stream'),
-           {depth}, {kind}, NULL, {sender}, {ts}, {state}, {state}, {json}, {redacts});
-         DELETE FROM forward_extremities WHERE room_id = {r} AND event_id IN (SELECT value FROM json_each({prev}));
-         INSERT INTO forward_extremities (room_id, event_id) VALUES ({r}, {e});
-         INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id)
-           SELECT {r}, {tu}, {td}, {ti}, {e} WHERE {ti} IS NOT NULL;
-         INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
-           SELECT {e}, {rt}, {rk}, {r}, {kind}, {sender}, (SELECT value FROM counters WHERE name = 'stream')
-           WHERE {rt} IS NOT NULL;
-         INSERT INTO event_push_staging (stream_ordering, room_id, event_id, actions)
-           SELECT (SELECT value FROM counters WHERE name = 'stream'), {r}, {e}, {pa} WHERE {pa} IS NOT NULL;
-         ",
-        columns = event_columns!(),
-        e = p(1),
-        r = p(2),
-        depth = p(3),
-        kind = p(4),
-        sender = p(5),
-        ts = p(6),
-        state = p(7),
-        json = p(8),
-        redacts = p(9),
-        prev = p(10),
-        tu = p(11),
-        td = p(12),
-        ti = p(13),
-        rt = p(14),
-        rk = p(15),
-        pa = p(16),
-    )
-}
-
-/// Events in the group-commit queue, each with where its answer goes.
-pub(crate) type QueuedMessage = (NewEvent, i64, tokio::sync::oneshot::Sender<Result<Persisted>>);
-
-/// Most events one group commit writes (16 parameters each; SQLite allows 32766).
-const MAX_BATCH: usize = 200;
-
-/// Non-state events on SQLite, with group commit. Each caller queues its event, then takes the
-/// single writer connection; whoever holds it writes everything queued by then as one script
-/// in one transaction, and answers every caller in the batch. While one batch commits, the
-/// next one gathers, so concurrent senders share commits and database round trips (a
-/// cross-thread hand-off to sqlx's SQLite thread, which costs more than the statements). A
-/// batch that fails is rolled back and retried one event at a time, so one bad event fails
-/// alone. Nothing is answered before its transaction has committed.
-async fn persist_message_sqlite(
-    writer: &sqlx::SqlitePool,
-    queue: &std::sync::Mutex<Vec<QueuedMessage>>,
-    e: &NewEvent,
-    state: i64,
-) -> Result<Persisted> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    queue.lock().unwrap_or_else(|e| e.into_inner()).push((e.clone(), state, tx));
-    {
-        let mut conn = writer.acquire().await?;
-        loop {
-            let batch: Vec<QueuedMessage> = {
-                let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
-                let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                break;
-            }
-            write_batch(&mut conn, batch).await;
-        }
-    }
-    rx.await.map_err(|_| crate::Error::Corrupt("the group commit dropped an event".into()))?
-}
-
-async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: Vec<QueuedMessage>) {
-    match run_batch(conn, &batch).await {
-        Ok(last) => {
-            let n = batch.len() as i64;
-            for (i, (_, state, answer)) in batch.into_iter().enumerate() {
-                let stream_ordering = last - n + 1 + i as i64;
-                let _ = answer.send(Ok(Persisted { stream_ordering, state_after: state }));
-            }
-        }
-        Err(_) if batch.len() > 1 => {
-            // One of them is bad: each on its own, so only that one fails.
-            for item in batch {
-                Box::pin(write_batch(conn, vec![item])).await;
-            }
-        }
-        Err(err) => {
-            // A batch of one: its own error (a conflict stays a conflict).
-            let mut err = Some(crate::Error::from(err));
-            for (_, _, answer) in batch {
-                let error = err.take().unwrap_or_else(|| crate::Error::Corrupt("batch error already taken".into()));
-                let _ = answer.send(Err(error));
-            }
-        }
-    }
-}
-
-/// One transaction for the whole batch; returns the stream position of its last event.
-async fn run_batch(conn: &mut sqlx::SqliteConnection, batch: &[QueuedMessage]) -> Result<i64, sqlx::Error> {
-    let mut script = String::from("BEGIN IMMEDIATE;\n");
-    for i in 0..batch.len() {
-        script.push_str(&message_statements(i));
-    }
-    script.push_str("COMMIT;\nSELECT value FROM counters WHERE name = 'stream';");
-    let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(script));
-    for (e, state, _) in batch {
-        let prev = serde_json::to_string(&e.prev_events).unwrap_or_else(|_| "[]".into());
-        let (txn_user, txn_device, txn_id) = match &e.txn {
-            Some((user, device, txn)) => (Some(user.clone()), Some(device.clone()), Some(txn.clone())),
-            None => (None, None, None),
-        };
-        let (relates_to, rel_type) = match &e.relation {
-            Some((to, rel)) => (Some(to.clone()), Some(rel.clone())),
-            None => (None, None),
-        };
-        query = query
-            .bind(e.event_id.clone())
-            .bind(e.room_id.clone())
-            .bind(e.depth)
-            .bind(e.event_type.clone())
-            .bind(e.sender.clone())
-            .bind(e.origin_server_ts)
-            .bind(*state)
-            .bind(e.json.clone())
-            .bind(e.redacts.clone())
-            .bind(prev)
-            .bind(txn_user)
-            .bind(txn_device)
-            .bind(txn_id)
-            .bind(relates_to)
-            .bind(rel_type)
-            .bind(staged_push_actions(&e.push_actions));
-    }
-    let result = query.fetch_one(&mut *conn).await;
-    if result.is_err() {
-        // A failed statement leaves the script's transaction open: close it before the
-        // connection is used again. (Fails harmlessly if none is open.)
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    }
-    result
 }
 
 /// Reads a state group inside the caller's connection or transaction: its entries and those
@@ -511,10 +361,10 @@ impl Rooms<'_> {
     /// auth rules and holds the room's lock.
     pub async fn persist_event(&self, event: &NewEvent) -> Result<Persisted> {
         let e = event;
-        if let (Db::Sqlite { writer, messages, .. }, None, None, Some(state), None) =
+        if let (Db::Sqlite { messages, .. }, None, None, Some(state), None) =
             (self.0, &e.state_key, &e.new_room, e.state_before, &e.current_state)
         {
-            return persist_message_sqlite(writer, messages, e, state).await;
+            return messages.persist(e, state).await;
         }
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;

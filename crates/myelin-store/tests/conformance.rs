@@ -1,5 +1,7 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
+use sqlx::Connection;
+
 use myelin_store::{
     BackoffRow, ConnectOptions, Error, KeyDocumentRow, NewAccessToken, NewEvent, NewRegistration, NewRoom, PushAction,
     RegistrationToken, StateMap, Store, UiaSession, VerifyKeyRow, testing,
@@ -434,4 +436,77 @@ async fn staged_push_actions_count_before_and_after_the_move(t: TestStore) {
     by_thread.sort();
     assert_eq!(push.unread_counts("@b:x", false, &room).await.unwrap(), vec![("!r:x".to_owned(), None, 3, 1)]);
     assert_eq!(by_thread, expected_threads);
+}
+
+/// A room `!r:x` with its create event; returns the state group messages are sent in.
+async fn room_for_messages(store: &Store) -> i64 {
+    store.rooms().persist_event(&state_event(0, "m.room.create", "", None, None)).await.unwrap().state_after
+}
+
+/// A message of `!r:x` with transaction ID `txn`.
+fn message(n: i64, state: i64, txn: &str) -> NewEvent {
+    let mut message = state_event(n, "m.room.message", "", Some(state), Some("$e0"));
+    message.state_key = None;
+    message.txn = Some(("@a:x".into(), "DEV".into(), txn.into()));
+    message
+}
+
+/// SQLite: messages are written on their own connection, which must wait, off the runtime's
+/// threads, while another writer (here a second connection, as the admin CLI would be) holds
+/// the database; what queued meanwhile commits in one go, a repeated transaction failing alone.
+#[tokio::test]
+async fn sqlite_messages_wait_for_another_writer() {
+    let t = open(false).await;
+    let state = room_for_messages(&t.store).await;
+    t.store.rooms().persist_event(&message(1, state, "taken")).await.unwrap();
+
+    let url = format!("sqlite://{}", t._dir.path().join("t.db").display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let sends: Vec<_> = [(2, "a"), (3, "taken"), (4, "b")]
+        .into_iter()
+        .map(|(n, txn)| {
+            let store = t.store.clone();
+            tokio::spawn(async move { store.rooms().persist_event(&message(n, state, txn)).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(sends.iter().all(|s| !s.is_finished()), "no message commits while another writer holds the lock");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+
+    let mut results = Vec::new();
+    for send in sends {
+        results.push(send.await.unwrap());
+    }
+    assert!(matches!(results[1], Err(Error::Conflict)), "the repeated transaction fails: {:?}", results[1]);
+    let (a, b) = (results[0].as_ref().unwrap(), results[2].as_ref().unwrap());
+    assert_ne!(a.stream_ordering, b.stream_ordering);
+    for (id, persisted) in [("$e2", a), ("$e4", b)] {
+        assert_eq!(t.store.rooms().event(id).await.unwrap().unwrap().stream_ordering, persisted.stream_ordering);
+    }
+    assert!(t.store.rooms().event("$e3").await.unwrap().is_none());
+}
+
+/// SQLite: the message connection does not checkpoint the WAL in its commits; the checkpoint
+/// thread moves what they wrote into the database file soon after.
+#[tokio::test]
+async fn sqlite_messages_reach_the_database_file() {
+    let t = open(false).await;
+    let state = room_for_messages(&t.store).await;
+    let file = t._dir.path().join("t.db");
+    let size = || std::fs::metadata(&file).unwrap().len();
+    // Whatever sqlx's connections wrote so far goes into the file first.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await.unwrap();
+    let before = size();
+    for n in 1..=300 {
+        let mut m = message(n, state, &format!("t{n}"));
+        m.prev_events = vec![format!("$e{}", if n == 1 { 0 } else { n - 1 })];
+        t.store.rooms().persist_event(&m).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before {
+        assert!(std::time::Instant::now() < deadline, "300 messages never reached the database file");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
