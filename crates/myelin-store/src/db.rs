@@ -44,6 +44,8 @@ pub(crate) enum Db {
         reader: SqlitePool,
         /// The writer of non-state events, used on the calling thread (see `sqlite_messages`).
         messages: std::sync::Arc<crate::sqlite_messages::SqliteMessages>,
+        /// Connections for the hot reads, used on the calling thread (see `sqlite_reads`).
+        reads: std::sync::Arc<crate::sqlite_reads::SqliteReads>,
     },
     Postgres(PgPool),
 }
@@ -106,7 +108,8 @@ impl Db {
             .connect_with(connect.clone().read_only(true))
             .await?;
         let messages = crate::sqlite_messages::SqliteMessages::open(connect.get_filename(), options.sqlite_full_sync)?;
-        Ok(Db::Sqlite { writer, reader, messages })
+        let reads = std::sync::Arc::new(crate::sqlite_reads::SqliteReads::new(connect.get_filename()));
+        Ok(Db::Sqlite { writer, reader, messages, reads })
     }
 
     pub(crate) async fn migrate(&self) -> Result<()> {

@@ -14,6 +14,7 @@ mod registration_tokens;
 mod rooms;
 mod sqlite_checkpoint;
 mod sqlite_messages;
+mod sqlite_reads;
 mod to_device;
 mod tokens;
 mod uia;

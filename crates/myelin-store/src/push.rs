@@ -7,6 +7,7 @@ use crate::{
     PushAction, Result,
     db::{BeginWrite, Db, on_db},
     rooms::ROWS_PER_INSERT,
+    sqlite_reads::query,
 };
 
 pub struct Push<'a>(pub(crate) &'a Db);
@@ -119,6 +120,44 @@ fn rotate_batch_sqlite(conn: &rusqlite::Connection, up_to: i64) -> rusqlite::Res
     tx.prepare_cached(&DELETE_STAGED.replace('$', "?"))?.execute([last])?;
     tx.commit()?;
     Ok(staged.len())
+}
+
+/// The position up to which user `$2` has read room `$1` in thread `$3` (see `read_up_to!`).
+const READ_POSITION: &str = concat!("SELECT ", read_up_to!("$1", "$2", "('', $3)"));
+
+/// A user's actions among staged rows (room, position, actions JSON), parsed once:
+/// (room, position, action, thread). Written by this store; a row that does not parse is
+/// skipped, as the move does.
+fn staged_for(
+    staged: Vec<(String, i64, String)>,
+    user_id: &str,
+    by_thread: bool,
+) -> Vec<(String, i64, PushAction, String)> {
+    staged
+        .into_iter()
+        .filter_map(|(room_id, position, actions)| {
+            Some((room_id, position, serde_json::from_str::<Vec<PushAction>>(&actions).ok()?))
+        })
+        .flat_map(|(room_id, position, actions)| {
+            actions.into_iter().filter(|a| a.user_id == user_id).map(move |action| {
+                let thread = thread_key(by_thread, &action);
+                (room_id.clone(), position, action, thread)
+            })
+        })
+        .collect()
+}
+
+/// The staged actions after the user's read position of their room and thread.
+fn unread_staged(
+    mine: Vec<(String, i64, PushAction, String)>,
+    read: &HashMap<(String, String), i64>,
+) -> Vec<(String, PushAction)> {
+    mine.into_iter()
+        .filter(|(room_id, position, _, thread)| {
+            read.get(&(room_id.clone(), thread.clone())).is_some_and(|up_to| position > up_to)
+        })
+        .map(|(room_id, _, action, _)| (room_id, action))
+        .collect()
 }
 
 impl Push<'_> {
@@ -260,7 +299,6 @@ impl Push<'_> {
         } else {
             ("NULL", "('', 'main')", "a.room_id")
         };
-        let postgres = matches!(self.0, Db::Postgres(_));
         let mut rows = Vec::new();
         for chunk in room_ids.chunks(100) {
             let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
@@ -275,62 +313,64 @@ impl Push<'_> {
                 "SELECT room_id, stream_ordering, actions FROM event_push_staging WHERE room_id IN ({}) ORDER BY stream_ordering",
                 (1..chunk.len() + 1).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
             );
-            let (found, staged): (Vec<UnreadRow>, Vec<(String, PushAction)>) = on_db!(self.0, read, |pool| {
-                // One snapshot for both tables: a move between the two reads would otherwise
-                // count an action twice or not at all.
-                let mut tx = pool.begin().await?;
-                if postgres {
-                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
-                }
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
-                for room in chunk {
-                    query = query.bind(room);
-                }
-                let found: Vec<UnreadRow> = query.fetch_all(&mut *tx).await?;
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(staged_sql.clone()));
-                for room in chunk {
-                    query = query.bind(room);
-                }
-                let staged: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await?;
-                // This user's staged actions, parsed once: (room, position, action, thread).
-                let mine: Vec<(String, i64, PushAction, String)> = staged
-                    .into_iter()
-                    .filter_map(|(room_id, position, actions)| {
-                        // Written by this store; a row that does not parse is skipped, as the move does.
-                        Some((room_id, position, serde_json::from_str::<Vec<PushAction>>(&actions).ok()?))
-                    })
-                    .flat_map(|(room_id, position, actions)| {
-                        actions.into_iter().filter(|a| a.user_id == user_id).map(move |action| {
-                            let thread = thread_key(by_thread, &action);
-                            (room_id.clone(), position, action, thread)
-                        })
-                    })
-                    .collect();
-                // The user's read positions of the rooms (and threads) with staged actions.
-                let mut read: HashMap<(String, String), i64> = HashMap::new();
-                for (room_id, _, _, thread) in &mine {
-                    let key = (room_id.clone(), thread.clone());
-                    if read.contains_key(&key) {
-                        continue;
+            let (found, staged): (Vec<UnreadRow>, Vec<(String, PushAction)>) = match self.0 {
+                Db::Sqlite { reads, .. } => reads.with(|conn| {
+                    // One snapshot for both tables (see below): a read transaction.
+                    let tx = conn.unchecked_transaction()?;
+                    let rooms = chunk.iter().map(|room| room as &dyn rusqlite::ToSql);
+                    let found: Vec<UnreadRow> = query(
+                        &tx,
+                        &sql,
+                        &std::iter::once(&user_id as &dyn rusqlite::ToSql).chain(rooms.clone()).collect::<Vec<_>>(),
+                    )?;
+                    let staged: Vec<(String, i64, String)> = query(&tx, &staged_sql, &rooms.collect::<Vec<_>>())?;
+                    let mine = staged_for(staged, user_id, by_thread);
+                    let mut read: HashMap<(String, String), i64> = HashMap::new();
+                    for (room_id, _, _, thread) in &mine {
+                        let key = (room_id.clone(), thread.clone());
+                        if let std::collections::hash_map::Entry::Vacant(entry) = read.entry(key) {
+                            let position: Vec<(i64,)> = query(&tx, READ_POSITION, &[room_id, &user_id, thread])?;
+                            entry.insert(position.first().map_or(0, |p| p.0));
+                        }
                     }
-                    let position: i64 = sqlx::query_scalar(concat!("SELECT ", read_up_to!("$1", "$2", "('', $3)")))
-                        .bind(room_id)
-                        .bind(user_id)
-                        .bind(thread)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    read.insert(key, position);
+                    tx.commit()?;
+                    Ok((found, unread_staged(mine, &read)))
+                })?,
+                Db::Postgres(pool) => {
+                    // One snapshot for both tables: a move between the two reads would otherwise
+                    // count an action twice or not at all.
+                    let mut tx = pool.begin().await?;
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
+                    for room in chunk {
+                        query = query.bind(room);
+                    }
+                    let found: Vec<UnreadRow> = query.fetch_all(&mut *tx).await?;
+                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(staged_sql.clone()));
+                    for room in chunk {
+                        query = query.bind(room);
+                    }
+                    let staged: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await?;
+                    let mine = staged_for(staged, user_id, by_thread);
+                    // The user's read positions of the rooms (and threads) with staged actions.
+                    let mut read: HashMap<(String, String), i64> = HashMap::new();
+                    for (room_id, _, _, thread) in &mine {
+                        let key = (room_id.clone(), thread.clone());
+                        if read.contains_key(&key) {
+                            continue;
+                        }
+                        let position: i64 = sqlx::query_scalar(READ_POSITION)
+                            .bind(room_id)
+                            .bind(user_id)
+                            .bind(thread)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        read.insert(key, position);
+                    }
+                    tx.commit().await?;
+                    (found, unread_staged(mine, &read))
                 }
-                tx.commit().await?;
-                let counted: Vec<(String, PushAction)> = mine
-                    .into_iter()
-                    .filter(|(room_id, position, _, thread)| {
-                        read.get(&(room_id.clone(), thread.clone())).is_some_and(|up_to| position > up_to)
-                    })
-                    .map(|(room_id, _, action, _)| (room_id, action))
-                    .collect();
-                (found, counted)
-            });
+            };
             rows.extend(found);
             for (room_id, action) in staged {
                 let thread = if by_thread { action.thread_id.clone() } else { None };

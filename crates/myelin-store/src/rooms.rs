@@ -4,6 +4,7 @@
 use crate::{
     Result,
     db::{BeginWrite, Db, next_counter, on_db},
+    sqlite_reads::read_all,
 };
 use std::collections::BTreeMap;
 
@@ -290,14 +291,21 @@ macro_rules! fetch_in_chunks {
             let first = 1 $(+ { let _ = &$pre; 1 })*;
             let $list = (first..first + chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             let sql: String = $sql;
-            let found: Vec<_> = on_db!($db, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-                $(query = query.bind($pre);)*
-                for id in chunk {
-                    query = query.bind(id);
+            let found: Vec<_> = match $db {
+                $crate::db::Db::Sqlite { reads, .. } => {
+                    let mut params: Vec<&dyn rusqlite::ToSql> = vec![$(&$pre as &dyn rusqlite::ToSql),*];
+                    params.extend(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
+                    reads.fetch_all(&sql, &params)?
                 }
-                query.fetch_all(pool).await?
-            });
+                $crate::db::Db::Postgres(pool) => {
+                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                    $(query = query.bind($pre);)*
+                    for id in chunk {
+                        query = query.bind(id);
+                    }
+                    query.fetch_all(pool).await?
+                }
+            };
             rows.extend(found);
         }
         rows
@@ -710,13 +718,22 @@ impl Rooms<'_> {
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            let found: Vec<EventRow> = on_db!(self.0, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(limit);
-                for (room_id, below, above) in chunk {
-                    query = query.bind(room_id).bind(below).bind(above);
+            let found: Vec<EventRow> = match self.0 {
+                Db::Sqlite { reads, .. } => {
+                    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+                    for (room_id, below, above) in chunk {
+                        params.extend([room_id as &dyn rusqlite::ToSql, below, above]);
+                    }
+                    reads.fetch_all(&sql, &params)?
                 }
-                query.fetch_all(pool).await?
-            });
+                Db::Postgres(pool) => {
+                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(limit);
+                    for (room_id, below, above) in chunk {
+                        query = query.bind(room_id).bind(below).bind(above);
+                    }
+                    query.fetch_all(pool).await?
+                }
+            };
             rows.extend(found);
         }
         Ok(rows)
@@ -775,9 +792,8 @@ impl Rooms<'_> {
 
     /// The latest stream position handed out.
     pub async fn max_stream(&self) -> Result<i64> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'stream'").fetch_one(pool).await?
-        }))
+        let rows = read_all!(self.0, (i64,), "SELECT value FROM counters WHERE name = 'stream'");
+        rows.first().map(|row| row.0).ok_or_else(|| crate::Error::Corrupt("no stream counter".into()))
     }
 
     /// The first event of the room at or after (forwards) / at or before (backwards) `ts`.
@@ -880,15 +896,13 @@ impl Rooms<'_> {
 
     /// Every membership the user has (forgotten ones too; the caller decides).
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships
-                 WHERE user_id = $1 ORDER BY room_id",
-            )
-            .bind(user_id)
-            .fetch_all(pool)
-            .await?
-        }))
+        Ok(read_all!(
+            self.0,
+            MembershipRow,
+            "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships
+             WHERE user_id = $1 ORDER BY room_id",
+            user_id
+        ))
     }
 
     /// Sets a piece of account data (`room_id` "" for global); returns its new stream position.
@@ -984,16 +998,15 @@ impl Rooms<'_> {
     /// Rooms with new events or receipts after `since` up to `upto`: an incremental sync looks
     /// at these rooms only, not at every room of the user.
     pub async fn rooms_changed_between(&self, since: i64, upto: i64) -> Result<Vec<String>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar(
-                "SELECT room_id FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2
-                 UNION SELECT room_id FROM receipts WHERE stream_ordering > $1 AND stream_ordering <= $2",
-            )
-            .bind(since)
-            .bind(upto)
-            .fetch_all(pool)
-            .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            (String,),
+            "SELECT room_id FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2
+             UNION SELECT room_id FROM receipts WHERE stream_ordering > $1 AND stream_ordering <= $2",
+            since,
+            upto
+        );
+        Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
     /// The receipts of rooms that changed after `since` up to `upto` (all of them when `since`
@@ -1005,6 +1018,7 @@ impl Rooms<'_> {
         since: Option<i64>,
         upto: i64,
     ) -> Result<Vec<(String, String, String, String, String, i64)>> {
+        let since = since.unwrap_or(-1);
         Ok(fetch_in_chunks!(
             self.0,
             room_ids,
@@ -1012,7 +1026,7 @@ impl Rooms<'_> {
                 "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
                  WHERE stream_ordering > $1 AND stream_ordering <= $2 AND room_id IN ({list}) ORDER BY stream_ordering"
             ),
-            since.unwrap_or(-1),
+            since,
             upto
         ))
     }
