@@ -4,7 +4,7 @@
 use crate::{
     Result,
     db::{BeginWrite, Db, next_counter, on_db},
-    sqlite_reads::read_all,
+    sqlite_reads::{query, read_all},
 };
 use std::collections::BTreeMap;
 
@@ -259,16 +259,12 @@ macro_rules! load_state {
         let mut state = StateMap::new();
         let mut next = Some($group);
         while let Some(group) = next {
-            let rows: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT event_type, state_key, event_id FROM state_group_entries WHERE state_group = $1",
-            )
-            .bind(group)
-            .fetch_all(&mut *$conn)
-            .await?;
+            let rows: Vec<(String, String, String)> =
+                sqlx::query_as(STATE_GROUP_ENTRIES).bind(group).fetch_all(&mut *$conn).await?;
             for (event_type, state_key, event_id) in rows {
                 state.entry((event_type, state_key)).or_insert(event_id);
             }
-            next = sqlx::query_scalar::<_, Option<i64>>("SELECT prev_group FROM state_groups WHERE id = $1")
+            next = sqlx::query_scalar::<_, Option<i64>>(STATE_GROUP_PREV)
                 .bind(group)
                 .fetch_optional(&mut *$conn)
                 .await?
@@ -277,6 +273,11 @@ macro_rules! load_state {
         state
     }};
 }
+
+/// A state group's own entries, and the group it is a delta of.
+const STATE_GROUP_ENTRIES: &str =
+    "SELECT event_type, state_key, event_id FROM state_group_entries WHERE state_group = $1";
+const STATE_GROUP_PREV: &str = "SELECT prev_group FROM state_groups WHERE id = $1";
 
 /// How many rooms one multi-room query covers (each brings a few parameters).
 const ROOMS_PER_QUERY: usize = 50;
@@ -515,12 +516,13 @@ impl Rooms<'_> {
     }
 
     pub async fn event(&self, event_id: &str) -> Result<Option<EventRow>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1"))
-                .bind(event_id)
-                .fetch_optional(pool)
-                .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            EventRow,
+            concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1"),
+            event_id
+        );
+        Ok(rows.into_iter().next())
     }
 
     /// The events with these IDs that exist (in no particular order).
@@ -777,17 +779,18 @@ impl Rooms<'_> {
 
     /// The room's last event at or before a stream position.
     pub async fn event_at_or_before(&self, room_id: &str, stream: i64) -> Result<Option<EventRow>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(concat!(
+        let rows = read_all!(
+            self.0,
+            EventRow,
+            concat!(
                 "SELECT ",
                 event_columns!(),
                 " FROM events WHERE room_id = $1 AND stream_ordering <= $2 ORDER BY stream_ordering DESC LIMIT 1"
-            ))
-            .bind(room_id)
-            .bind(stream)
-            .fetch_optional(pool)
-            .await?
-        }))
+            ),
+            room_id,
+            stream
+        );
+        Ok(rows.into_iter().next())
     }
 
     /// The latest stream position handed out.
@@ -817,12 +820,12 @@ impl Rooms<'_> {
     }
 
     pub async fn current_state(&self, room_id: &str) -> Result<StateMap> {
-        let rows: Vec<(String, String, String)> = on_db!(self.0, read, |pool| {
-            sqlx::query_as("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
-                .bind(room_id)
-                .fetch_all(pool)
-                .await?
-        });
+        let rows = read_all!(
+            self.0,
+            (String, String, String),
+            "SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1",
+            room_id
+        );
         Ok(rows.into_iter().map(|(t, k, id)| ((t, k), id)).collect())
     }
 
@@ -832,33 +835,49 @@ impl Rooms<'_> {
         event_type: &str,
         state_key: &str,
     ) -> Result<Option<String>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar(
-                "SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
-            )
-            .bind(room_id)
-            .bind(event_type)
-            .bind(state_key)
-            .fetch_optional(pool)
-            .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            (String,),
+            "SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+            room_id,
+            event_type,
+            state_key
+        );
+        Ok(rows.into_iter().next().map(|row| row.0))
     }
 
     /// The state in a state group, following its deltas back to a snapshot.
     pub async fn state_at_group(&self, group: i64) -> Result<StateMap> {
-        on_db!(self.0, read, |pool| {
-            let mut conn = pool.acquire().await?;
-            Ok(load_state!(conn, group))
-        })
+        match self.0 {
+            // Groups never change once written: no transaction needed across the chain.
+            Db::Sqlite { reads, .. } => reads.with(|conn| {
+                let mut state = StateMap::new();
+                let mut next = Some(group);
+                while let Some(group) = next {
+                    let entries: Vec<(String, String, String)> = query(conn, STATE_GROUP_ENTRIES, &[&group])?;
+                    for (event_type, state_key, event_id) in entries {
+                        state.entry((event_type, state_key)).or_insert(event_id);
+                    }
+                    let prev: Vec<(Option<i64>,)> = query(conn, STATE_GROUP_PREV, &[&group])?;
+                    next = prev.first().and_then(|row| row.0);
+                }
+                Ok(state)
+            }),
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                Ok(load_state!(conn, group))
+            }
+        }
     }
 
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<String>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar("SELECT event_id FROM forward_extremities WHERE room_id = $1 ORDER BY event_id")
-                .bind(room_id)
-                .fetch_all(pool)
-                .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            (String,),
+            "SELECT event_id FROM forward_extremities WHERE room_id = $1 ORDER BY event_id",
+            room_id
+        );
+        Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
     pub async fn txn_event(
@@ -928,16 +947,15 @@ impl Rooms<'_> {
     }
 
     pub async fn account_data(&self, user_id: &str, room_id: &str, data_type: &str) -> Result<Option<String>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_scalar(
-                "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
-            )
-            .bind(user_id)
-            .bind(room_id)
-            .bind(data_type)
-            .fetch_optional(pool)
-            .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            (String,),
+            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
+            user_id,
+            room_id,
+            data_type
+        );
+        Ok(rows.into_iter().next().map(|row| row.0))
     }
 
     /// (room_id, type, content) of the user's account data changed after `since`, up to `upto`.
@@ -947,17 +965,16 @@ impl Rooms<'_> {
         since: i64,
         upto: i64,
     ) -> Result<Vec<(String, String, String)>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT room_id, data_type, content FROM account_data
-                 WHERE user_id = $1 AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
-            )
-            .bind(user_id)
-            .bind(since)
-            .bind(upto)
-            .fetch_all(pool)
-            .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            (String, String, String),
+            "SELECT room_id, data_type, content FROM account_data
+             WHERE user_id = $1 AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
+            user_id,
+            since,
+            upto
+        );
+        Ok(rows)
     }
 
     /// Records a receipt (replacing the user's previous one of that type and thread); returns
@@ -1077,21 +1094,20 @@ impl Rooms<'_> {
         since: i64,
         upto: i64,
     ) -> Result<Vec<(String, String, Option<String>, i64)>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
-                 WHERE p.stream_ordering > $2 AND p.stream_ordering <= $3
-                   AND (p.user_id = $1 OR p.user_id IN (
-                        SELECT o.user_id FROM memberships o JOIN memberships me ON me.room_id = o.room_id
-                        WHERE me.user_id = $1 AND me.membership = 'join' AND o.membership = 'join'))
-                 ORDER BY p.stream_ordering",
-            )
-            .bind(viewer)
-            .bind(since)
-            .bind(upto)
-            .fetch_all(pool)
-            .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            (String, String, Option<String>, i64),
+            "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
+             WHERE p.stream_ordering > $2 AND p.stream_ordering <= $3
+               AND (p.user_id = $1 OR p.user_id IN (
+                    SELECT o.user_id FROM memberships o JOIN memberships me ON me.room_id = o.room_id
+                    WHERE me.user_id = $1 AND me.membership = 'join' AND o.membership = 'join'))
+             ORDER BY p.stream_ordering",
+            viewer,
+            since,
+            upto
+        );
+        Ok(rows)
     }
 
     /// The user directory: active users who share a joined room with `searcher` or are in a
@@ -1184,13 +1200,20 @@ impl Rooms<'_> {
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            let found: Vec<(String, String)> = on_db!(self.0, read, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(per_room);
-                for room_id in chunk {
-                    query = query.bind(room_id);
+            let found: Vec<(String, String)> = match self.0 {
+                Db::Sqlite { reads, .. } => {
+                    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&per_room];
+                    params.extend(chunk.iter().map(|room_id| room_id as &dyn rusqlite::ToSql));
+                    reads.fetch_all(&sql, &params)?
                 }
-                query.fetch_all(pool).await?
-            });
+                Db::Postgres(pool) => {
+                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(per_room);
+                    for room_id in chunk {
+                        query = query.bind(room_id);
+                    }
+                    query.fetch_all(pool).await?
+                }
+            };
             rows.extend(found);
         }
         Ok(rows)

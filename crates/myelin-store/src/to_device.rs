@@ -4,6 +4,7 @@
 use crate::{
     Result,
     db::{BeginWrite, Db, next_counter, on_db},
+    sqlite_reads::read_all,
 };
 
 pub struct ToDevice<'a>(pub(crate) &'a Db);
@@ -70,19 +71,18 @@ impl ToDevice<'_> {
 
     /// The device's messages up to `upto`, oldest first, at most `limit`.
     pub async fn pending(&self, user_id: &str, device_id: &str, upto: i64, limit: i64) -> Result<Vec<ToDeviceRow>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT stream_ordering, sender, event_type, content FROM to_device_messages
-                 WHERE user_id = $1 AND device_id = $2 AND stream_ordering <= $3
-                 ORDER BY stream_ordering LIMIT $4",
-            )
-            .bind(user_id)
-            .bind(device_id)
-            .bind(upto)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        }))
+        let rows = read_all!(
+            self.0,
+            ToDeviceRow,
+            "SELECT stream_ordering, sender, event_type, content FROM to_device_messages
+             WHERE user_id = $1 AND device_id = $2 AND stream_ordering <= $3
+             ORDER BY stream_ordering LIMIT $4",
+            user_id,
+            device_id,
+            upto,
+            limit
+        );
+        Ok(rows)
     }
 
     /// Deletes the device's messages up to `upto`: it has received them.
