@@ -28,8 +28,12 @@ Then, for `small` (8 rooms) and for `big` (R rooms), in this order:
               user's rooms; the figure is from m1's send being answered to the user's sync
               answer that holds the message arriving (last byte). If a sync wakes for
               something else first (presence, say), the next long-poll is sent at once and
-              the wait goes on; such extra wakes are counted. Negative values would mean the
-              sync answer arrived before the send's own answer
+              the wait goes on; such extra wakes are counted. Negative values mean the
+              sync answer arrived before the send's own answer: the server wakes the sync
+              when the event is stored, and both answers are then written at once. The
+              target ("29x faster") is judged as Myelin's median <= Synapse's / 29, which a
+              value <= 0 meets; no ratio is printed for it. Shown beside it, with a ratio:
+              from the send's request to the sync answer (the send's own time included)
 Latencies: median and p90 (nearest rank) of N; ratio = Synapse / Myelin ("x faster").
 --quick: 50 rooms with 10 messages each and small N, a smoke test of a few minutes.
 
@@ -262,7 +266,7 @@ def long_poll(srv, token: str, sender_token: str, rooms: list[str],
     sender = Client(srv.port, sender_token)
     try:
         since = client.call("GET", sync_path())["next_batch"]
-        samples, sends, extra_wakes = [], [], 0
+        samples, sends, whole, extra_wakes = [], [], [], 0
         for i in range(warm + n):
             since = client.call("GET", sync_path(since, 0))["next_batch"]  # drain, untimed
             body = f"long-poll event {i} {time.time_ns()}"
@@ -300,11 +304,13 @@ def long_poll(srv, token: str, sender_token: str, rooms: list[str],
             if i >= warm:
                 samples.append(out["arrived"] - t_answered)
                 sends.append(t_answered - t_send)
+                whole.append(out["arrived"] - t_send)
                 extra_wakes += out["wakes"]
     finally:
         client.close()
         sender.close()
-    s = summary(samples, extra_wakes=extra_wakes, send=statistics.median(sends))
+    s = summary(samples, extra_wakes=extra_wakes, send=statistics.median(sends),
+                whole=statistics.median(whole))
     log(f"    {ms_list(s)}; send answered in {s['send'] * 1000:.2f} ms (median); "
         f"{extra_wakes} wakes without the message")
     return s
@@ -344,7 +350,7 @@ def ratio_cell(m: float | None, s: float | None) -> str:
     if m is None or s is None:
         return "-"
     if m <= 0:
-        return "n/a (Myelin <= 0)"
+        return "no ratio: Myelin <= 0"
     return f"{s / m:.1f}x faster" if s >= m else f"{m / s:.1f}x slower"
 
 
@@ -377,8 +383,11 @@ def build_rows(my: dict | None, sy: dict | None, plan: Plan) -> list[list[str]]:
             m, s = entry(my, key), entry(sy, key)
             target = TARGETS[kind]
             ok = None
-            if target and m and s and m["median"] > 0:
-                ok = s["median"] / m["median"] >= target
+            if target and m and s:
+                # "target x faster" is Myelin's median at most Synapse's / target; said so,
+                # a Myelin figure at or below zero (the sync's answer arriving before the
+                # send's own, which long-poll delivery can do) is judged too.
+                ok = m["median"] <= s["median"] / target
             rows.append([labels[kind].format(rooms=count, n=n) + ": median",
                          cell(my, key, lambda e: ms(e["median"])),
                          cell(sy, key, lambda e: ms(e["median"])),
@@ -408,6 +417,10 @@ def build_rows(my: dict | None, sy: dict | None, plan: Plan) -> list[list[str]]:
                              cell(my, key, lambda e: f"{ms(e['send'])} / {e['extra_wakes']}"),
                              cell(sy, key, lambda e: f"{ms(e['send'])} / {e['extra_wakes']}"),
                              "", "", ""])
+                rows.append(["  from the send's request to the sync answer (median)",
+                             cell(my, key, lambda e: ms(e["whole"]) if "whole" in e else "-"),
+                             cell(sy, key, lambda e: ms(e["whole"]) if "whole" in e else "-"),
+                             ratio_cell(m and m.get("whole"), s and s.get("whole")), "", ""])
     rows.append(["set-up (untimed in the figures above)",
                  cell(my, "setup", lambda e: f"{e['seconds']:.1f} s"),
                  cell(sy, "setup", lambda e: f"{e['seconds']:.1f} s"), "", "", ""])

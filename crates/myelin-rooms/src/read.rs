@@ -261,8 +261,9 @@ impl RoomService {
         let redaction = extras.redactions.get(&row.event_id);
         let mut unsigned = serde_json::Map::new();
         // The stored JSON is copied only when it must be redacted first.
-        let mut event = match redaction {
-            None => serde_json::to_value(&pdu.json).map_err(Error::internal)?,
+        let redacted;
+        let source = match redaction {
+            None => &pdu.json,
             Some(redaction) => {
                 let because = Pdu::from_stored(&redaction.event_id, &redaction.json)?;
                 let room = self.known_room(&pdu.room_id).await?;
@@ -278,15 +279,11 @@ impl RoomService {
                 )
                 .map_err(Error::internal)?;
                 unsigned.insert("redacted_because".into(), because_json);
-                serde_json::to_value(&json).map_err(Error::internal)?
+                redacted = json;
+                &redacted
             }
         };
-        let object = event.as_object_mut().ok_or_else(|| Error::internal("an event is not an object"))?;
-        for field in
-            ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "prev_state", "membership"]
-        {
-            object.remove(field);
-        }
+        let mut object = client_fields(source, SERVER_FIELDS)?;
         if let Some(Value::Object(stored)) = object.remove("unsigned") {
             for (k, v) in stored {
                 unsigned.entry(k).or_insert(v);
@@ -323,7 +320,7 @@ impl RoomService {
             unsigned.insert("m.relations".into(), relations);
         }
         object.insert("unsigned".into(), Value::Object(unsigned));
-        Ok(event)
+        Ok(Value::Object(object))
     }
 
     /// The client format without per-viewer fields, with `unsigned.age` (for aggregations).
@@ -335,14 +332,10 @@ impl RoomService {
 
     /// The client format without per-viewer fields (for `redacted_because`).
     pub(crate) fn plain_client_event(&self, pdu: &Pdu) -> Value {
-        let mut event = serde_json::to_value(&pdu.json).unwrap_or_default();
-        if let Some(object) = event.as_object_mut() {
-            for field in ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "unsigned"] {
-                object.remove(field);
-            }
-            object.insert("event_id".into(), json!(pdu.event_id));
-        }
-        event
+        let mut object = client_fields(&pdu.json, SERVER_FIELDS).unwrap_or_default();
+        object.remove("unsigned");
+        object.insert("event_id".into(), json!(pdu.event_id));
+        Value::Object(object)
     }
 
     /// One event, if the viewer may see it (404 otherwise, as if it did not exist).
@@ -641,4 +634,20 @@ impl RoomService {
         }
         Ok(page)
     }
+}
+
+/// Fields of a PDU that only servers need, left out of the client format.
+const SERVER_FIELDS: &[&str] =
+    &["auth_events", "prev_events", "depth", "hashes", "signatures", "origin", "prev_state", "membership"];
+
+/// The PDU's fields but `leave_out`, as JSON values: only what is kept is converted (the
+/// hashes, signatures and event references left out are most of a small event).
+fn client_fields(pdu: &ruma::CanonicalJsonObject, leave_out: &[&str]) -> Result<serde_json::Map<String, Value>> {
+    let mut object = serde_json::Map::new();
+    for (key, value) in pdu {
+        if !leave_out.contains(&key.as_str()) {
+            object.insert(key.clone(), serde_json::to_value(value).map_err(Error::internal)?);
+        }
+    }
+    Ok(object)
 }

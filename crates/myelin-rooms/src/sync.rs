@@ -258,7 +258,7 @@ impl RoomService {
         }
         // Joined rooms that may have changed, gathered first and then read all together.
         let mut joined: Vec<(ruma::OwnedRoomId, bool, Vec<Value>)> = Vec::new();
-        for m in memberships {
+        for m in memberships.iter() {
             if m.forgotten
                 || options.not_rooms.contains(&m.room_id)
                 || options.rooms.as_ref().is_some_and(|rooms| !rooms.contains(&m.room_id))
@@ -295,7 +295,7 @@ impl RoomService {
                         continue;
                     }
                     let stripped =
-                        StrippedRoom { room_id: m.room_id.clone(), events: self.stripped_state(&room_id, &m).await? };
+                        StrippedRoom { room_id: m.room_id.clone(), events: self.stripped_state(&room_id, m).await? };
                     if m.membership == "invite" {
                         out.invite.push(stripped);
                     } else {
@@ -441,6 +441,10 @@ impl RoomService {
         for (job, part) in jobs.iter().zip(parts.iter_mut()) {
             let Some(part) = part else { continue };
             let Window { since, upto, fresh } = job.window;
+            if !fresh && !part.limited {
+                // The timeline follows on from the last sync: no state to add.
+                continue;
+            }
             let state_at_start: Arc<StateMap> = match part.rows.first() {
                 Some(first) => self.state_at(first.state_before).await?,
                 None => match rooms.event_at_or_before(job.room_id.as_str(), upto).await? {
@@ -460,8 +464,8 @@ impl RoomService {
                     })
                     .map(|(_, id)| id.clone())
                     .collect()
-            } else if part.limited {
-                // What changed between the last sync and the start of the timeline.
+            } else {
+                // Limited: what changed between the last sync and the start of the timeline.
                 let before = match rooms.event_at_or_before(job.room_id.as_str(), since.unwrap_or(0)).await? {
                     Some(row) => self.state_at(row.state_after).await?,
                     None => Arc::new(StateMap::new()),
@@ -471,8 +475,6 @@ impl RoomService {
                     .filter(|(key, id)| before.get(*key) != Some(*id))
                     .map(|(_, id)| id.clone())
                     .collect()
-            } else {
-                Vec::new()
             };
         }
         let all_state_ids: Vec<String> = parts.iter().flatten().flat_map(|part| part.state_ids.clone()).collect();

@@ -46,6 +46,8 @@ pub(crate) enum Db {
         messages: std::sync::Arc<crate::sqlite_messages::SqliteMessages>,
         /// Connections for the hot reads, used on the calling thread (see `sqlite_reads`).
         reads: std::sync::Arc<crate::sqlite_reads::SqliteReads>,
+        /// Users' memberships between syncs (see `membership_cache`).
+        memberships: std::sync::Arc<crate::membership_cache::MembershipCache>,
     },
     Postgres(PgPool),
 }
@@ -109,7 +111,16 @@ impl Db {
             .await?;
         let messages = crate::sqlite_messages::SqliteMessages::open(connect.get_filename(), options.sqlite_full_sync)?;
         let reads = std::sync::Arc::new(crate::sqlite_reads::SqliteReads::new(connect.get_filename()));
-        Ok(Db::Sqlite { writer, reader, messages, reads })
+        let memberships = std::sync::Arc::default();
+        Ok(Db::Sqlite { writer, reader, messages, reads, memberships })
+    }
+
+    /// To hold while a write that may change memberships runs (see `membership_cache`).
+    pub(crate) fn memberships_changing(&self) -> Option<crate::membership_cache::Changing<'_>> {
+        match self {
+            Db::Sqlite { memberships, .. } => Some(memberships.changing()),
+            Db::Postgres(_) => None,
+        }
     }
 
     pub(crate) async fn migrate(&self) -> Result<()> {

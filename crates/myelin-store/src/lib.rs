@@ -7,6 +7,7 @@ mod error;
 mod federation;
 mod keys;
 mod media;
+mod membership_cache;
 mod meta;
 mod outbox;
 mod push;

@@ -138,6 +138,7 @@ impl Federation<'_> {
         membership: &str,
         event_json: &str,
     ) -> Result<i64> {
+        let _memberships = self.0.memberships_changing();
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let stream_ordering = next_counter!(tx, "stream");
@@ -177,6 +178,7 @@ impl Federation<'_> {
     /// A local user rejected an invite to a remote room: the leave event is kept, the invite
     /// dropped and the membership becomes "leave", in one transaction.
     pub async fn reject_remote_invite(&self, room_id: &str, user_id: &str, event_id: &str, json: &str) -> Result<i64> {
+        let _memberships = self.0.memberships_changing();
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let stream_ordering = next_counter!(tx, "stream");

@@ -6,7 +6,7 @@ use crate::{
     db::{BeginWrite, Db, next_counter, on_db},
     sqlite_reads::{query, read_all},
 };
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 pub struct Rooms<'a>(pub(crate) &'a Db);
 
@@ -375,6 +375,8 @@ impl Rooms<'_> {
         {
             return messages.persist(e, state).await;
         }
+        // A state event may be a membership, a state reset rewrites them.
+        let _memberships = self.0.memberships_changing();
         on_db!(self.0, write, |pool| {
             let mut tx = pool.begin_write().await?;
             if let Some(room) = &e.new_room {
@@ -914,14 +916,25 @@ impl Rooms<'_> {
     }
 
     /// Every membership the user has (forgotten ones too; the caller decides).
-    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>> {
-        Ok(read_all!(
+    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Arc<Vec<MembershipRow>>> {
+        let cached = match self.0 {
+            Db::Sqlite { memberships, .. } => match memberships.get(user_id) {
+                Ok(rows) => return Ok(rows),
+                Err(generation) => generation.map(|generation| (memberships, generation)),
+            },
+            Db::Postgres(_) => None,
+        };
+        let rows = Arc::new(read_all!(
             self.0,
             MembershipRow,
             "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships
              WHERE user_id = $1 ORDER BY room_id",
             user_id
-        ))
+        ));
+        if let Some((cache, generation)) = cached {
+            cache.fill(user_id, generation, rows.clone());
+        }
+        Ok(rows)
     }
 
     /// Sets a piece of account data (`room_id` "" for global); returns its new stream position.
@@ -1265,6 +1278,7 @@ impl Rooms<'_> {
 
     /// Marks a room forgotten for a user who has left it; false if they have not left.
     pub async fn forget(&self, room_id: &str, user_id: &str) -> Result<bool> {
+        let _memberships = self.0.memberships_changing();
         Ok(on_db!(self.0, write, |pool| {
             sqlx::query(
                 "UPDATE memberships SET forgotten = TRUE

@@ -65,6 +65,8 @@ impl SqliteMessages {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.set_prepared_statement_cache_capacity(32);
+        // Plans that do not depend on bound values: no statement prepared again (see reads).
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         let checkpoints = Checkpointer::start(path)?;
         Ok(Arc::new(SqliteMessages { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), checkpoints, full_sync }))
     }

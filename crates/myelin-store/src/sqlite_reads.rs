@@ -5,10 +5,11 @@
 //! ten small queries spent half its CPU time in thread switches (`docs/PERFORMANCE.md`). An
 //! indexed read is microseconds of SQLite work, and WAL readers never wait for writers, so the
 //! hot reads run here directly. The SQL text is the one sqlx runs on PostgreSQL: parameters
-//! `$1`, `$2` … are bound by name, and rows are read by column name.
+//! `$1`, `$2` … are bound by name, and rows are read by column name (looked up once per
+//! query, not once per value: by name, each value was a scan of the column names).
 
-use crate::{EventRow, MembershipRow, Result};
-use rusqlite::{Connection, OpenFlags, Row, ToSql, types::FromSql};
+use crate::{AccessTokenInfo, EventRow, MembershipRow, Result};
+use rusqlite::{Connection, OpenFlags, Row, Statement, ToSql, config::DbConfig, types::FromSql};
 use std::{
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
@@ -42,6 +43,10 @@ impl SqliteReads {
         // Readers wait only while a WAL is being recovered after a crash.
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Query planner stability: a plan never depends on the values bound. Without it a
+        // bound `LIMIT $2` marks the statement to be prepared again at every new value, and
+        // preparing was a seventh of an initial sync's CPU time (`docs/PERFORMANCE.md`).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(conn)
     }
 
@@ -77,24 +82,41 @@ pub(crate) fn query<T: FromSqlite>(conn: &Connection, sql: &str, params: &[&dyn 
             stmt.raw_bind_parameter(index, param)?;
         }
     }
+    let layout = T::layout(&stmt)?;
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(T::from_sqlite(row)?);
+        out.push(T::from_sqlite(row, &layout)?);
     }
     Ok(out)
 }
 
 /// A row type read from SQLite by column name (what `sqlx::FromRow` is on PostgreSQL).
 pub(crate) trait FromSqlite: Sized {
-    fn from_sqlite(row: &Row<'_>) -> rusqlite::Result<Self>;
+    /// Where the columns are in a statement's rows, found once per query.
+    type Layout;
+    fn layout(stmt: &Statement<'_>) -> rusqlite::Result<Self::Layout>;
+    fn from_sqlite(row: &Row<'_>, layout: &Self::Layout) -> rusqlite::Result<Self>;
+}
+
+/// The positions of named columns in a statement's rows.
+fn positions<const N: usize>(stmt: &Statement<'_>, names: [&str; N]) -> rusqlite::Result<[usize; N]> {
+    let mut out = [0; N];
+    for (slot, name) in out.iter_mut().zip(names) {
+        *slot = stmt.column_index(name)?;
+    }
+    Ok(out)
 }
 
 /// Single values and tuples, by position, as sqlx's `query_scalar` and tuple rows.
 macro_rules! tuple_from_sqlite {
     ($($t:ident $i:tt),+) => {
         impl<$($t: FromSql),+> FromSqlite for ($($t,)+) {
-            fn from_sqlite(row: &Row<'_>) -> rusqlite::Result<Self> {
+            type Layout = ();
+            fn layout(_: &Statement<'_>) -> rusqlite::Result<()> {
+                Ok(())
+            }
+            fn from_sqlite(row: &Row<'_>, _: &()) -> rusqlite::Result<Self> {
                 Ok(($(row.get::<_, $t>($i)?,)+))
             }
         }
@@ -108,32 +130,72 @@ tuple_from_sqlite!(A 0, B 1, C 2, D 3, E 4);
 tuple_from_sqlite!(A 0, B 1, C 2, D 3, E 4, F 5);
 
 impl FromSqlite for EventRow {
-    fn from_sqlite(row: &Row<'_>) -> rusqlite::Result<Self> {
+    type Layout = [usize; 11];
+    fn layout(stmt: &Statement<'_>) -> rusqlite::Result<[usize; 11]> {
+        positions(
+            stmt,
+            [
+                "event_id",
+                "room_id",
+                "stream_ordering",
+                "depth",
+                "event_type",
+                "state_key",
+                "sender",
+                "origin_server_ts",
+                "state_before",
+                "state_after",
+                "json",
+            ],
+        )
+    }
+    fn from_sqlite(row: &Row<'_>, at: &[usize; 11]) -> rusqlite::Result<Self> {
         Ok(EventRow {
-            event_id: row.get("event_id")?,
-            room_id: row.get("room_id")?,
-            stream_ordering: row.get("stream_ordering")?,
-            depth: row.get("depth")?,
-            event_type: row.get("event_type")?,
-            state_key: row.get("state_key")?,
-            sender: row.get("sender")?,
-            origin_server_ts: row.get("origin_server_ts")?,
-            state_before: row.get("state_before")?,
-            state_after: row.get("state_after")?,
-            json: row.get("json")?,
+            event_id: row.get(at[0])?,
+            room_id: row.get(at[1])?,
+            stream_ordering: row.get(at[2])?,
+            depth: row.get(at[3])?,
+            event_type: row.get(at[4])?,
+            state_key: row.get(at[5])?,
+            sender: row.get(at[6])?,
+            origin_server_ts: row.get(at[7])?,
+            state_before: row.get(at[8])?,
+            state_after: row.get(at[9])?,
+            json: row.get(at[10])?,
         })
     }
 }
 
 impl FromSqlite for MembershipRow {
-    fn from_sqlite(row: &Row<'_>) -> rusqlite::Result<Self> {
+    type Layout = [usize; 6];
+    fn layout(stmt: &Statement<'_>) -> rusqlite::Result<[usize; 6]> {
+        positions(stmt, ["room_id", "user_id", "membership", "event_id", "stream_ordering", "forgotten"])
+    }
+    fn from_sqlite(row: &Row<'_>, at: &[usize; 6]) -> rusqlite::Result<Self> {
         Ok(MembershipRow {
-            room_id: row.get("room_id")?,
-            user_id: row.get("user_id")?,
-            membership: row.get("membership")?,
-            event_id: row.get("event_id")?,
-            stream_ordering: row.get("stream_ordering")?,
-            forgotten: row.get("forgotten")?,
+            room_id: row.get(at[0])?,
+            user_id: row.get(at[1])?,
+            membership: row.get(at[2])?,
+            event_id: row.get(at[3])?,
+            stream_ordering: row.get(at[4])?,
+            forgotten: row.get(at[5])?,
+        })
+    }
+}
+
+impl FromSqlite for AccessTokenInfo {
+    type Layout = [usize; 6];
+    fn layout(stmt: &Statement<'_>) -> rusqlite::Result<[usize; 6]> {
+        positions(stmt, ["user_id", "device_id", "expires_ts", "refresh_token_hash", "used", "is_admin"])
+    }
+    fn from_sqlite(row: &Row<'_>, at: &[usize; 6]) -> rusqlite::Result<Self> {
+        Ok(AccessTokenInfo {
+            user_id: row.get(at[0])?,
+            device_id: row.get(at[1])?,
+            expires_ts: row.get(at[2])?,
+            refresh_token_hash: row.get(at[3])?,
+            used: row.get(at[4])?,
+            is_admin: row.get(at[5])?,
         })
     }
 }

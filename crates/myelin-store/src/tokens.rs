@@ -5,6 +5,7 @@
 use crate::{
     Result,
     db::{BeginWrite, Db, on_db},
+    sqlite_reads::read_all,
 };
 
 pub struct Tokens<'a>(pub(crate) &'a Db);
@@ -65,16 +66,17 @@ pub(crate) use insert_access_token;
 
 impl Tokens<'_> {
     pub async fn lookup(&self, token_hash: &str) -> Result<Option<AccessTokenInfo>> {
-        Ok(on_db!(self.0, read, |pool| {
-            sqlx::query_as(
-                "SELECT a.user_id, a.device_id, a.expires_ts, a.refresh_token_hash, a.used, u.is_admin
-                 FROM access_tokens a JOIN users u ON u.user_id = a.user_id
-                 WHERE a.token_hash = $1 AND NOT u.deactivated",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?
-        }))
+        // Every request whose token is not in the accounts' short-lived cache asks: on the
+        // calling thread on SQLite (see `sqlite_reads`).
+        let rows = read_all!(
+            self.0,
+            AccessTokenInfo,
+            "SELECT a.user_id, a.device_id, a.expires_ts, a.refresh_token_hash, a.used, u.is_admin
+             FROM access_tokens a JOIN users u ON u.user_id = a.user_id
+             WHERE a.token_hash = $1 AND NOT u.deactivated",
+            token_hash
+        );
+        Ok(rows.into_iter().next())
     }
 
     /// Records the first use of a refreshed access token: the refresh token it replaced is
