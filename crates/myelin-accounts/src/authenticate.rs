@@ -61,7 +61,9 @@ impl Accounts {
                     cache.clear();
                 }
             }
-            cache.entry(token_hash).or_insert_with(|| (info.clone(), Instant::now()));
+            // Replaces an expired entry too: keeping its old time made every later request
+            // with that token a database read.
+            cache.insert(token_hash, (info.clone(), Instant::now()));
         }
         self.note_last_seen(&info.user_id, &info.device_id, client_ip).await;
         Ok(Identity {
