@@ -489,8 +489,6 @@ impl RoomService {
                 Some(state_key) => {
                     let mut next = StateMap::clone(&head.state);
                     next.insert((stored_pdu.kind.to_string(), state_key.clone()), stored_pdu.event_id.to_string());
-                    // State events are the auth events of what follows.
-                    pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu.clone()));
                     Arc::new(next)
                 }
                 None => head.state.clone(),
@@ -501,6 +499,10 @@ impl RoomService {
                 state_group: Some(persisted.state_after),
                 state,
             };
+            // Kept parsed: state events are the auth events of what follows, and every new
+            // event is in the next sync of each member, which would otherwise parse it back
+            // from its JSON.
+            pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu));
             lock_map(&heads).insert(room_id, HeadSlot::Ready(next));
             advance(&stream, persisted.stream_ordering);
             Ok(persisted)
