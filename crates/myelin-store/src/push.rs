@@ -133,8 +133,12 @@ fn staged_for(
     user_id: &str,
     by_thread: bool,
 ) -> Vec<(String, i64, PushAction, String)> {
+    // A row that does not name the user (as JSON writes it: unescaped when it holds no
+    // quote or backslash, as local user IDs never do) holds no action of theirs: not parsed.
+    let plain = !user_id.contains(['"', '\\']);
     staged
         .into_iter()
+        .filter(|(_, _, actions)| !plain || actions.contains(user_id))
         .filter_map(|(room_id, position, actions)| {
             Some((room_id, position, serde_json::from_str::<Vec<PushAction>>(&actions).ok()?))
         })
@@ -309,8 +313,11 @@ impl Push<'_> {
                  FROM event_push_actions a WHERE a.user_id = $1 AND a.room_id IN ({list}) AND a.stream_ordering > {up_to}
                  GROUP BY {group}"
             );
+            // In no order: with `ORDER BY stream_ordering` SQLite walked the key's index and
+            // looked up every staged row of every room in the table (no index on room_id, which
+            // would cost each message one more B-tree); a plain scan reads the few table pages.
             let staged_sql = format!(
-                "SELECT room_id, stream_ordering, actions FROM event_push_staging WHERE room_id IN ({}) ORDER BY stream_ordering",
+                "SELECT room_id, stream_ordering, actions FROM event_push_staging WHERE room_id IN ({})",
                 (1..chunk.len() + 1).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
             );
             let (found, staged): (Vec<UnreadRow>, Vec<(String, PushAction)>) = match self.0 {
@@ -407,5 +414,44 @@ impl Push<'_> {
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_as(sql).bind(user_id).bind(before).bind(highlights_only).bind(limit).fetch_all(pool).await?
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::staged_for;
+    use crate::PushAction;
+
+    fn row(position: i64, users: &[&str]) -> (String, i64, String) {
+        let actions: Vec<PushAction> = users
+            .iter()
+            .map(|u| PushAction {
+                user_id: (*u).to_owned(),
+                notify: true,
+                highlight: false,
+                thread_id: None,
+                actions: r#"["notify"]"#.to_owned(),
+            })
+            .collect();
+        ("!room:example.org".to_owned(), position, serde_json::to_string(&actions).unwrap())
+    }
+
+    #[test]
+    fn staged_actions_of_one_user() {
+        let staged = vec![
+            row(1, &["@a:example.org", "@b:example.org"]),
+            row(2, &["@b:example.org"]),
+            // A user whose ID is a prefix of another's is not matched by the other's action.
+            row(3, &["@a:example.org.uk"]),
+            row(4, &["@a:example.org"]),
+        ];
+        let mine = staged_for(staged.clone(), "@a:example.org", false);
+        assert_eq!(mine.iter().map(|m| m.1).collect::<Vec<_>>(), vec![1, 4]);
+        assert!(mine.iter().all(|m| m.2.user_id == "@a:example.org"));
+        assert!(staged_for(staged.clone(), "@c:example.org", false).is_empty());
+        // An ID JSON would escape is looked for by parsing every row.
+        let odd = "@\"odd:example.org";
+        let staged = vec![row(5, &[odd]), row(6, &["@b:example.org"])];
+        assert_eq!(staged_for(staged, odd, false).iter().map(|m| m.1).collect::<Vec<_>>(), vec![5]);
     }
 }
