@@ -116,10 +116,10 @@ impl FsBlobStore {
                 // copy a read makes (see `Mapped`); a window that cannot be mapped is read.
                 if mapped {
                     let window = left.min(MAP_WINDOW as u64) as usize;
-                    if let Ok(mapped) = Mapped::new(&file, position, window) {
+                    if let Ok(pages) = Mapped::new(&file, position, window) {
                         left -= window as u64;
                         position += window as u64;
-                        if tx.blocking_send(Ok(Bytes::from_owner(mapped))).is_err() {
+                        if tx.blocking_send(Ok(Bytes::from_owner(pages))).is_err() {
                             return;
                         }
                         continue;
@@ -519,6 +519,12 @@ mod tests {
         }
         // A range past the end is refused before anything is sent.
         assert!(store.read_range(&blob.sha256, 1, size).is_err());
+        // The mapping itself (the stream above would fall back to reads were it to fail).
+        let file = std::fs::File::open(store.path(&blob.sha256).unwrap()).unwrap();
+        for (offset, len) in [(0usize, MAP_WINDOW), (4097, 100), (MAP_WINDOW + 1, MAP_WINDOW)] {
+            let pages = Mapped::new(&file, offset as u64, len).unwrap();
+            assert!(pages.as_ref() == &whole[offset..offset + len], "mapping {offset}+{len}");
+        }
     }
 
     #[tokio::test]
