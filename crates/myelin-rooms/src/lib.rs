@@ -22,6 +22,7 @@ mod send;
 mod service;
 mod sync;
 mod typing;
+mod unread_cache;
 mod upgrade;
 
 pub use create::{DEFAULT_ROOM_VERSION, supported_room_versions};

@@ -227,8 +227,34 @@ impl RoomService {
         self.push_rule_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
     }
 
-    /// Unread counts of those of `rooms` that have any.
+    /// Unread counts of `rooms` (those absent have none): kept in memory once counted (see
+    /// `unread_cache`), counted in the store for the others.
     pub async fn unread_counts(
+        &self,
+        user: &UserId,
+        by_thread: bool,
+        rooms: &[String],
+    ) -> Result<HashMap<String, UnreadCounts>> {
+        let (mut out, missing) = self.unread_cache.lookup(user.as_str(), by_thread, rooms);
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let to_count: Vec<String> = missing.iter().map(|m| m.room.clone()).collect();
+        let mut counted = self.count_unread(user, by_thread, &to_count).await?;
+        let read = missing
+            .into_iter()
+            .map(|m| {
+                let counts = counted.remove(&m.room).unwrap_or_default();
+                out.insert(m.room.clone(), counts.clone());
+                (m, counts)
+            })
+            .collect();
+        self.unread_cache.fill(user.as_str(), by_thread, read);
+        Ok(out)
+    }
+
+    /// Unread counts of those of `rooms` that have any, counted in the store.
+    async fn count_unread(
         &self,
         user: &UserId,
         by_thread: bool,

@@ -43,6 +43,8 @@ impl RoomService {
         }
         // The event must exist in the room and be visible to the user.
         self.event_for(Viewer { user, device_id: None }, room_id, event_id.as_str()).await?;
+        // The user's unread counts of the room change with it (see `unread_cache`).
+        let unread = self.unread_cache.writing(room_id.as_str()).receipt_of(user.as_str());
         let stream = self
             .store
             .rooms()
@@ -55,6 +57,7 @@ impl RoomService {
                 now_ms(),
             )
             .await?;
+        drop(unread);
         self.advance_stream(stream);
         Ok(())
     }

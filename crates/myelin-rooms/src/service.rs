@@ -64,6 +64,8 @@ pub struct RoomService {
     pub(crate) push_rule_cache: Mutex<HashMap<ruma::OwnedUserId, Arc<ruma::push::Ruleset>>>,
     /// Set while a move of staged push actions is scheduled (see `notifications.rs`).
     pub(crate) push_rotation: Arc<std::sync::atomic::AtomicBool>,
+    /// Unread counts per user and room, kept current by the writers (see `unread_cache`).
+    pub(crate) unread_cache: Arc<crate::unread_cache::UnreadCache>,
     /// Rooms whose history is being fetched from other servers (one backfill per room).
     pub(crate) backfilling: Mutex<std::collections::HashSet<OwnedRoomId>>,
 }
@@ -147,6 +149,7 @@ impl RoomService {
             push_members: Mutex::default(),
             push_rule_cache: Mutex::default(),
             push_rotation: Arc::default(),
+            unread_cache: Arc::default(),
             backfilling: Mutex::default(),
             changes: crate::changes::StreamChanges::new(),
             ignored_cache: Mutex::default(),
@@ -475,10 +478,14 @@ impl RoomService {
         let (store, heads, pdu_cache, stream) =
             (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
         let (room_id, stored_pdu, head) = (room.room_id.clone(), pdu.clone(), head.clone());
+        let unread = self.unread_cache.writing(room.room_id.as_str());
         let task = tokio::spawn(async move {
             let _held = held;
             let persisted = match store.rooms().persist_event(&event).await {
-                Ok(persisted) => persisted,
+                Ok(persisted) => {
+                    unread.stored(&event.push_actions, stored_pdu.kind.to_string() == "m.room.member");
+                    persisted
+                }
                 Err(e) => {
                     // Whatever the store holds now, the next event rebuilds its head from it.
                     lock_map(&heads).remove(&room_id);
@@ -575,11 +582,13 @@ impl RoomService {
         }
         // As for local events, the head is replaced only once the event is stored.
         lock_map(&self.heads).remove(&room.room_id);
+        let unread = self.unread_cache.writing(room.room_id.as_str());
         let persisted = self.store.rooms().persist_event(&event).await;
         if let Some(key) = &members_key {
             self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         }
         let persisted = persisted?;
+        unread.stored(&event.push_actions, is_member || event.current_state.is_some());
         if !event.push_actions.is_empty() {
             self.schedule_push_rotation();
         }

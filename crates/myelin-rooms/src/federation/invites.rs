@@ -90,7 +90,10 @@ impl RoomService {
             room_version: version.to_string(),
             stripped: Value::from(stripped).to_string(),
         };
+        // Memberships change where unread counts start: the room's are counted again.
+        let unread = self.unread_cache.writing(room_id.as_str());
         let stream = self.store.federation().save_remote_invite(&invite, "invite", &signed.canonical_json()).await?;
+        drop(unread);
         self.advance_stream(stream);
         Ok(json)
     }
@@ -126,11 +129,13 @@ impl RoomService {
             })
             .await?;
         let json = CanonicalJsonValue::Object(event).to_string();
+        let unread = self.unread_cache.writing(room_id.as_str());
         let stream = self
             .store
             .federation()
             .reject_remote_invite(room_id.as_str(), user.as_str(), event_id.as_str(), &json)
             .await?;
+        drop(unread);
         self.advance_stream(stream);
         Ok(Some(event_id))
     }

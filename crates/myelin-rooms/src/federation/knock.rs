@@ -103,7 +103,9 @@ impl RoomService {
             stripped: Value::from(stripped).to_string(),
         };
         let json = CanonicalJsonValue::Object(event).to_string();
+        let unread = self.unread_cache.writing(room_id.as_str());
         let stream = self.store.federation().save_remote_invite(&knock, "knock", &json).await?;
+        drop(unread);
         self.advance_stream(stream);
         Ok(event_id)
     }

@@ -65,6 +65,18 @@ async fn unread_counts_follow_push_rules_and_receipts(backend: Backend) {
     server.request(reqwest::Method::DELETE, &rule, Some(&bob.token), None).await;
     send_text(&server, &alice, &room, "t4", "loud again").await;
     assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(1), json!(0)));
+    // Kept current in memory from here: each message counts once more.
+    send_text(&server, &alice, &room, "t5", "and again").await;
+    assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(2), json!(0)));
+
+    // Leaving and joining again: what came before the new join is not unread.
+    let leave = format!("/_matrix/client/v3/rooms/{}/leave", enc(&room));
+    assert_eq!(server.post(&leave, Some(&bob.token), json!({})).await.0, 200);
+    invite(&server, &alice, &room, &bob).await;
+    join(&server, &bob, &room).await;
+    assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(0), json!(0)));
+    send_text(&server, &alice, &room, "t6", "welcome back").await;
+    assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(1), json!(0)));
 }
 
 /// Push actions are written with their event as one staged row and moved to one row per
@@ -142,6 +154,22 @@ async fn thread_counts_and_notifications(backend: Backend) {
     assert!(after["notifications"].as_array().unwrap().iter().all(|n| n["read"] == true), "{after}");
     let bad = server.get("/_matrix/client/v3/notifications?from=nonsense", Some(&bob.token)).await;
     assert_error(&bad, 400, "M_INVALID_PARAM");
+
+    // The unthreaded receipt read everything. Both kinds of counts, kept in memory once read,
+    // follow a new reply in the thread, a mention.
+    assert_eq!(unread(&sync(&server, &bob, &format!("filter={filter}")).await, &room), (json!(0), json!(0)));
+    assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(0), json!(0)));
+    let mention_in_thread = json!({
+        "msgtype": "m.text", "body": "bob, here", "m.mentions": { "user_ids": [bob.user_id] },
+        "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+    });
+    send(&server, &alice, &room, "t3", mention_in_thread).await;
+    let threaded = sync(&server, &bob, &format!("filter={filter}")).await;
+    let joined = &threaded["rooms"]["join"][&room];
+    assert_eq!(unread(&threaded, &room), (json!(0), json!(0)), "{joined}");
+    assert_eq!(joined["unread_thread_notifications"][&root]["notification_count"], 1, "{joined}");
+    assert_eq!(joined["unread_thread_notifications"][&root]["highlight_count"], 1, "{joined}");
+    assert_eq!(unread(&sync(&server, &bob, "").await, &room), (json!(1), json!(1)));
 }
 
 async fn pushers(backend: Backend) {
