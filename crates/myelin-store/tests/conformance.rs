@@ -510,3 +510,35 @@ async fn sqlite_messages_reach_the_database_file() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// SQLite: only redactions have an entry in the index of `redacts` (a message's commit writes
+/// no page of it), and the lookup of redactions still goes through that index.
+#[tokio::test]
+async fn sqlite_redactions_are_looked_up_in_their_partial_index() {
+    let t = open(false).await;
+    let state = room_for_messages(&t.store).await;
+    t.store.rooms().persist_event(&message(1, state, "m1")).await.unwrap();
+    let mut redaction = message(2, state, "m2");
+    redaction.event_type = "m.room.redaction".into();
+    redaction.redacts = Some("$e1".into());
+    t.store.rooms().persist_event(&redaction).await.unwrap();
+    let found = t.store.rooms().redactions_of_many(&["$e1".into(), "$e0".into()]).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["$e2"]);
+
+    let url = format!("sqlite://{}", t._dir.path().join("t.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let index: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'events_by_redacts'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(index.ends_with("WHERE redacts IS NOT NULL"), "{index}");
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT event_id FROM events WHERE redacts IN (?, ?) AND event_type = 'm.room.redaction'",
+    )
+    .bind("$e1")
+    .bind("$e0")
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|row| row.3.contains("events_by_redacts")), "{plan:?}");
+}
