@@ -235,6 +235,11 @@ impl RoomService {
         by_thread: bool,
         rooms: &[String],
     ) -> Result<HashMap<String, UnreadCounts>> {
+        // In memory only on SQLite, where this process is the only writer (as for the cached
+        // memberships): on PostgreSQL another process may store events and receipts.
+        if self.store.backend() == myelin_store::Backend::Postgres {
+            return self.count_unread(user, by_thread, rooms).await;
+        }
         let (mut out, missing) = self.unread_cache.lookup(user.as_str(), by_thread, rooms);
         if missing.is_empty() {
             return Ok(out);
