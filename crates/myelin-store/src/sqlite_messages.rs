@@ -68,7 +68,20 @@ impl SqliteMessages {
         // Plans that do not depend on bound values: no statement prepared again (see reads).
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         let checkpoints = Checkpointer::start(path)?;
-        Ok(Arc::new(SqliteMessages { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), checkpoints, full_sync }))
+        let messages =
+            Arc::new(SqliteMessages { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), checkpoints, full_sync });
+        // Holding the connection pauses the messages; whoever holds it writes what queued
+        // meanwhile once done (see `drain`), here the checkpoint thread.
+        let writer = Arc::downgrade(&messages);
+        messages.checkpoints.pause_writer_with(move |work| {
+            let Some(messages) = writer.upgrade() else { return };
+            {
+                let _conn = lock(&messages.conn);
+                work();
+            }
+            messages.drain(true);
+        });
+        Ok(messages)
     }
 
     /// Persists a non-state event whose state before (and after) is group `state`. Answers
