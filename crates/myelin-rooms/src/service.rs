@@ -478,12 +478,12 @@ impl RoomService {
         let (store, heads, pdu_cache, stream) =
             (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
         let (room_id, stored_pdu, head) = (room.room_id.clone(), pdu.clone(), head.clone());
-        let unread = self.unread_cache.writing(room.room_id.as_str());
+        let (unread, is_member) = (self.unread_cache.writing(room.room_id.as_str()), members_key.is_some());
         let task = tokio::spawn(async move {
             let _held = held;
             let persisted = match store.rooms().persist_event(&event).await {
                 Ok(persisted) => {
-                    unread.stored(&event.push_actions, stored_pdu.kind.to_string() == "m.room.member");
+                    unread.stored(&event.push_actions, is_member);
                     persisted
                 }
                 Err(e) => {

@@ -105,7 +105,7 @@ fn run(conn: &Connection, commits: &Weak<AtomicUsize>, pause_writer: &OnceLock<P
 }
 
 /// A checkpoint; (busy, WAL frames, frames copied): only an error is of interest (a busy
-/// RESTART, readers still on the WAL after `RESTART_WAIT`, is tried again next time).
+/// RESTART, readers still on the WAL after `RESTART_WAIT_STEPS`, is tried again next time).
 fn checkpoint(conn: &Connection, mode: &str) {
     let sql = format!("PRAGMA wal_checkpoint({mode})");
     if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
