@@ -113,8 +113,13 @@ impl RoomService {
         if !event.content.is_object() {
             return Err(Error::bad_json("the content must be a JSON object"));
         }
-        let _lock = self.lock(room_id).await;
-        match self.append(&room, sender, event, txn, false).await {
+        let appended = if event.state_key.is_none() && self.store.backend() == myelin_store::Backend::Sqlite {
+            self.append_message(&room, sender, &event, txn).await
+        } else {
+            let _lock = self.lock(room_id).await;
+            self.append(&room, sender, event, txn, false).await
+        };
+        match appended {
             Ok(pdu) => Ok(pdu.event_id),
             // A retried transaction fails on its (room, user, device, txn) key: answer with the
             // event the first attempt made. Looked up only on failure, so a send costs no read.

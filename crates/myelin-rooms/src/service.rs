@@ -79,6 +79,33 @@ enum HeadSlot {
     Ready(RoomHead),
     /// Locked until the event being persisted has landed and the head moved on.
     Pending(Arc<tokio::sync::Mutex<()>>),
+    /// The head after messages queued but not yet written (see `append_message`): the next
+    /// message builds on it; anything else waits for them to land.
+    Ahead(RoomHead, Arc<Flight>),
+}
+
+/// Messages of one room built one on the other ahead of their writes.
+#[derive(Debug)]
+pub(crate) struct Flight {
+    /// How many are not written yet, and whether one of them failed (those built on it fail
+    /// in turn, in the store).
+    left: Mutex<(usize, bool)>,
+    /// Set once every one of them is written or has failed.
+    landed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Flight {
+    fn new() -> Arc<Flight> {
+        Arc::new(Flight { left: Mutex::new((1, false)), landed: tokio::sync::watch::Sender::new(false) })
+    }
+
+    fn failed(&self) -> bool {
+        self.left.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    async fn wait_landed(&self) {
+        let _ = self.landed.subscribe().wait_for(|landed| *landed).await;
+    }
 }
 
 /// The tip of a room's DAG as this process last wrote it: the next event's prev_events, depth
@@ -241,13 +268,26 @@ impl RoomService {
         Ok(found)
     }
 
-    /// The room's head from memory, or rebuilt from its forward extremities in the store.
+    /// The room's head as stored, from memory or rebuilt from its forward extremities in the
+    /// store: waits for the room's messages in flight to land.
     pub(crate) async fn head(&self, room: &RoomInfo) -> Result<RoomHead> {
+        self.head_slot(room, false).await
+    }
+
+    /// The room's head; `ahead`: the head after the room's messages in flight, unless one of
+    /// them failed.
+    async fn head_slot(&self, room: &RoomInfo, ahead: bool) -> Result<RoomHead> {
         loop {
             let slot = lock_map(&self.heads).get(&room.room_id).cloned();
             match slot {
                 Some(HeadSlot::Ready(head)) => return Ok(head),
                 Some(HeadSlot::Pending(gate)) => drop(gate.lock().await),
+                Some(HeadSlot::Ahead(head, flight)) => {
+                    if ahead && !flight.failed() {
+                        return Ok(head);
+                    }
+                    flight.wait_landed().await;
+                }
                 None => break,
             }
         }
@@ -397,6 +437,147 @@ impl RoomService {
     ) -> Result<Pdu> {
         let started = std::time::Instant::now();
         let head = self.head(room).await?;
+        let Built { pdu, event, next } = self.build_on(room, &head, sender, &content, txn, new_room).await?;
+        let built = started.elapsed();
+        let notifies = !event.push_actions.is_empty();
+        // Membership changes move device lists (see `changes.rs`): in flight until persisted.
+        let members_key =
+            (pdu.kind.to_string() == "m.room.member").then(|| crate::changes::members_key(room.room_id.as_str()));
+        if let Some(key) = &members_key {
+            self.changes.begin(key);
+        }
+        // Persisting and advancing the head run as their own task: a request dropped halfway
+        // (the client went away) must not leave an event stored but the head behind it. Until
+        // the task is done, the head is `Pending` and the next event of the room waits for it.
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let held = gate.clone().try_lock_owned().map_err(Error::internal)?;
+        lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Pending(gate));
+        let (store, heads, pdu_cache, stream) =
+            (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
+        let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
+        let (unread, is_member) = (self.unread_cache.writing(room.room_id.as_str()), members_key.is_some());
+        let task = tokio::spawn(async move {
+            let _held = held;
+            let persisted = match store.rooms().persist_event(&event).await {
+                Ok(persisted) => {
+                    unread.stored(&event.push_actions, is_member);
+                    persisted
+                }
+                Err(e) => {
+                    // Whatever the store holds now, the next event rebuilds its head from it.
+                    lock_map(&heads).remove(&room_id);
+                    return Err(Error::from(e));
+                }
+            };
+            let next = RoomHead { state_group: Some(persisted.state_after), ..next };
+            // Kept parsed: state events are the auth events of what follows, and every new
+            // event is in the next sync of each member, which would otherwise parse it back
+            // from its JSON.
+            pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu));
+            lock_map(&heads).insert(room_id, HeadSlot::Ready(next));
+            advance(&stream, persisted.stream_ordering);
+            Ok(persisted)
+        });
+        let persisted = task.await.map_err(Error::internal).and_then(|persisted| persisted);
+        if let Some(key) = &members_key {
+            self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
+        }
+        let persisted = persisted?;
+        self.appended(room, &pdu, notifies, persisted.stream_ordering, started, built).await;
+        Ok(pdu)
+    }
+
+    /// Appends a message (no state key) on SQLite, where messages are queued for one writer
+    /// (see `Rooms::queue_on_head`): built on the room's head even while the messages before
+    /// it are still being written, and queued before the room's lock is let go, so that the
+    /// messages of a busy room are built while the ones before them are written, and commit
+    /// together. Answers once it has committed, as every event.
+    ///
+    /// When a message fails to be written, those built on it fail in the store as stale
+    /// (changing nothing) and are built again, on the head rebuilt from the store once the
+    /// room's messages in flight have all landed.
+    pub(crate) async fn append_message(
+        &self,
+        room: &RoomInfo,
+        sender: &UserId,
+        content: &EventContent,
+        txn: Option<&Txn>,
+    ) -> Result<Pdu> {
+        /// Builds again after a stale write; more means something keeps failing.
+        const ATTEMPTS: usize = 4;
+        for attempt in 1.. {
+            let started = std::time::Instant::now();
+            let lock = self.lock(&room.room_id).await;
+            let head = self.head_slot(room, true).await?;
+            let Built { pdu, event, next } = self.build_on(room, &head, sender, content, txn, false).await?;
+            let built = started.elapsed();
+            let notifies = !event.push_actions.is_empty();
+            let actions = event.push_actions.clone();
+            let queued = self
+                .store
+                .rooms()
+                .queue_on_head(event)
+                .map_err(|_| Error::internal("only messages on SQLite are queued"))?;
+            let flight = {
+                let mut heads = lock_map(&self.heads);
+                let flight = match heads.get(&room.room_id) {
+                    // Built on it (the room's lock is held): one more in flight.
+                    Some(HeadSlot::Ahead(_, flight)) => {
+                        flight.left.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+                        flight.clone()
+                    }
+                    _ => Flight::new(),
+                };
+                heads.insert(room.room_id.clone(), HeadSlot::Ahead(next, flight.clone()));
+                flight
+            };
+            drop(lock);
+            // As in `append`: the write and what follows it run as their own task, so that a
+            // request dropped halfway leaves neither the flight nor the queue waiting.
+            let (heads, pdu_cache, stream) = (self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
+            let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
+            let unread = self.unread_cache.writing(room.room_id.as_str());
+            let task = tokio::spawn(async move {
+                let written = queued.written().await;
+                match &written {
+                    Ok(_) => {
+                        unread.stored(&actions, false);
+                        pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu));
+                    }
+                    Err(_) => drop(unread),
+                }
+                land(&heads, &room_id, &flight, written.is_ok());
+                if let Ok(persisted) = &written {
+                    advance(&stream, persisted.stream_ordering);
+                }
+                written
+            });
+            match task.await.map_err(Error::internal)? {
+                Ok(persisted) => {
+                    self.appended(room, &pdu, notifies, persisted.stream_ordering, started, built).await;
+                    return Ok(pdu);
+                }
+                Err(myelin_store::Error::StaleHead) if attempt < ATTEMPTS => {
+                    tracing::debug!(event_id = %pdu.event_id, attempt, "built on an event that failed; building again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Builds an event on `head`, checks it against the auth rules, and returns it with its
+    /// row and the room's head after it (its state group that of the head before it, which a
+    /// state event's write replaces).
+    async fn build_on(
+        &self,
+        room: &RoomInfo,
+        head: &RoomHead,
+        sender: &UserId,
+        content: &EventContent,
+        txn: Option<&Txn>,
+        new_room: bool,
+    ) -> Result<Built> {
         if head.prev_events.is_empty() && !new_room {
             return Err(Error::internal(format!("room {} has no forward extremities", room.room_id)));
         }
@@ -404,7 +585,7 @@ impl RoomService {
         let depth = head.depth + 1;
 
         let needs_hashes = room.rules.events_reference_format == EventsReferenceFormatVersion::V1;
-        let (auth_events, auth_pdus) = self.auth_references(room, state, sender, &content).await?;
+        let (auth_events, auth_pdus) = self.auth_references(room, state, sender, content).await?;
         let prev_events = &head.prev_events;
 
         let pdu = pdu::build(BuildArgs {
@@ -412,7 +593,7 @@ impl RoomService {
             version: &room.version,
             rules: &room.rules,
             sender,
-            content: &content,
+            content,
             prev_events,
             auth_events: &auth_events,
             depth,
@@ -435,8 +616,7 @@ impl RoomService {
         // A user of another server invited: their server signs the invite first.
         let pdu = self.countersign_invite(room, pdu, state).await?;
 
-        let built = started.elapsed();
-        let event = myelin_store::NewEvent {
+        let mut event = myelin_store::NewEvent {
             event_id: pdu.event_id.to_string(),
             room_id: room.room_id.to_string(),
             depth,
@@ -459,82 +639,77 @@ impl RoomService {
             push_actions: Vec::new(),
             current_state: None,
         };
-        let mut event = event;
         event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, &event.json, state).await?;
-        let notifies = !event.push_actions.is_empty();
-        // Membership changes move device lists (see `changes.rs`): in flight until persisted.
-        let members_key =
-            (pdu.kind.to_string() == "m.room.member").then(|| crate::changes::members_key(room.room_id.as_str()));
-        if let Some(key) = &members_key {
-            self.changes.begin(key);
-        }
         let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
-        // Persisting and advancing the head run as their own task: a request dropped halfway
-        // (the client went away) must not leave an event stored but the head behind it. Until
-        // the task is done, the head is `Pending` and the next event of the room waits for it.
-        let gate = Arc::new(tokio::sync::Mutex::new(()));
-        let held = gate.clone().try_lock_owned().map_err(Error::internal)?;
-        lock_map(&self.heads).insert(room.room_id.clone(), HeadSlot::Pending(gate));
-        let (store, heads, pdu_cache, stream) =
-            (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
-        let (room_id, stored_pdu, head) = (room.room_id.clone(), pdu.clone(), head.clone());
-        let (unread, is_member) = (self.unread_cache.writing(room.room_id.as_str()), members_key.is_some());
-        let task = tokio::spawn(async move {
-            let _held = held;
-            let persisted = match store.rooms().persist_event(&event).await {
-                Ok(persisted) => {
-                    unread.stored(&event.push_actions, is_member);
-                    persisted
-                }
-                Err(e) => {
-                    // Whatever the store holds now, the next event rebuilds its head from it.
-                    lock_map(&heads).remove(&room_id);
-                    return Err(Error::from(e));
-                }
-            };
-            let state = match &stored_pdu.state_key {
-                Some(state_key) => {
-                    let mut next = StateMap::clone(&head.state);
-                    next.insert((stored_pdu.kind.to_string(), state_key.clone()), stored_pdu.event_id.to_string());
-                    Arc::new(next)
-                }
-                None => head.state.clone(),
-            };
-            let next = RoomHead {
-                prev_events: vec![(stored_pdu.event_id.clone(), hash)],
-                depth,
-                state_group: Some(persisted.state_after),
-                state,
-            };
-            // Kept parsed: state events are the auth events of what follows, and every new
-            // event is in the next sync of each member, which would otherwise parse it back
-            // from its JSON.
-            pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu));
-            lock_map(&heads).insert(room_id, HeadSlot::Ready(next));
-            advance(&stream, persisted.stream_ordering);
-            Ok(persisted)
-        });
-        let persisted = task.await.map_err(Error::internal).and_then(|persisted| persisted);
-        if let Some(key) = &members_key {
-            self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
-        }
-        let persisted = persisted?;
+        let state = match &pdu.state_key {
+            Some(state_key) => {
+                let mut next = StateMap::clone(&head.state);
+                next.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.to_string());
+                Arc::new(next)
+            }
+            None => head.state.clone(),
+        };
+        let next =
+            RoomHead { prev_events: vec![(pdu.event_id.clone(), hash)], depth, state_group: state_before, state };
+        Ok(Built { pdu, event, next })
+    }
+
+    /// What follows every local event once it is stored.
+    async fn appended(
+        &self,
+        room: &RoomInfo,
+        pdu: &Pdu,
+        notifies: bool,
+        stream_ordering: i64,
+        started: std::time::Instant,
+        built: std::time::Duration,
+    ) {
         if notifies {
             self.schedule_push_rotation();
         }
         if pdu.kind.to_string() == "m.room.member" {
             self.forget_push_members(&room.room_id);
         }
-        self.distribute(&room.room_id, &pdu).await;
+        self.distribute(&room.room_id, pdu).await;
         tracing::debug!(
             event_id = %pdu.event_id,
-            stream = persisted.stream_ordering,
+            stream = stream_ordering,
             build_us = built.as_micros() as u64,
             persist_us = (started.elapsed() - built).as_micros() as u64,
             "persisted"
         );
-        Ok(pdu)
     }
+}
+
+/// An event built and checked, not yet stored.
+struct Built {
+    pdu: Pdu,
+    event: myelin_store::NewEvent,
+    /// The room's head once it is stored.
+    next: RoomHead,
+}
+
+/// One message of a flight is written (or failed): once the last has, the head after them is
+/// the room's head as stored, or, when one failed, is dropped to be rebuilt from the store.
+fn land(heads: &Mutex<HashMap<OwnedRoomId, HeadSlot>>, room_id: &RoomId, flight: &Arc<Flight>, ok: bool) {
+    let mut heads = lock_map(heads);
+    let mut left = flight.left.lock().unwrap_or_else(|e| e.into_inner());
+    left.0 -= 1;
+    left.1 |= !ok;
+    if left.0 > 0 {
+        return;
+    }
+    let failed = left.1;
+    drop(left);
+    let ours = matches!(heads.get(room_id), Some(HeadSlot::Ahead(_, f)) if Arc::ptr_eq(f, flight));
+    if ours {
+        if failed {
+            heads.remove(room_id);
+        } else if let Some(HeadSlot::Ahead(head, _)) = heads.remove(room_id) {
+            heads.insert(room_id.to_owned(), HeadSlot::Ready(head));
+        }
+    }
+    flight.landed.send_replace(true);
 }
 
 impl RoomService {

@@ -19,6 +19,10 @@ pub enum Error {
     Sqlite(rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A new event's prev events were no longer the room's latest events when it came to be
+    /// written (an event it was built on failed): nothing was written; build it again.
+    #[error("the room moved on before the event was written")]
+    StaleHead,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -34,8 +34,8 @@ pub use outbox::{OutboxRow, RemoteInviteRow};
 pub use push::{NotificationRow, Push, UnreadRow};
 pub use registration_tokens::{RegistrationToken, RegistrationTokens};
 pub use rooms::{
-    EventRow, MembershipRow, NewEvent, NewRoom, Persisted, PushAction, RelationRow, RoomRow, Rooms, StateKey, StateMap,
-    StateReset,
+    EventRow, MembershipRow, NewEvent, NewRoom, Persisted, PushAction, QueuedWrite, RelationRow, RoomRow, Rooms,
+    StateKey, StateMap, StateReset,
 };
 pub use to_device::{NewToDevice, ToDevice, ToDeviceRow};
 pub use tokens::{AccessTokenInfo, NewAccessToken, Tokens};

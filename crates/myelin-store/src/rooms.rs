@@ -363,7 +363,43 @@ macro_rules! insert_state_group_after {
     }};
 }
 
+/// A message queued for SQLite's message writer (see `Rooms::queue_on_head`).
+pub struct QueuedWrite {
+    messages: std::sync::Arc<crate::sqlite_messages::SqliteMessages>,
+    answer: crate::sqlite_messages::Answer,
+}
+
+impl QueuedWrite {
+    /// Writes the message (with whatever queued with it) and answers once it has committed.
+    pub async fn written(self) -> Result<Persisted> {
+        self.messages.written(self.answer).await
+    }
+}
+
+impl std::fmt::Debug for QueuedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedWrite").finish_non_exhaustive()
+    }
+}
+
 impl Rooms<'_> {
+    /// Queues a non-state event built on its room's forward extremities for SQLite's message
+    /// writer, now and in call order: the room's next event may then be built on it while it
+    /// waits, and the messages of one room commit together (group commit within a room, not
+    /// only across rooms). Its write fails with `Error::StaleHead`, changing nothing, if its
+    /// prev events are by then not all extremities of the room (an event it was built on
+    /// failed). Gives the event back where there is no such writer (PostgreSQL) or it is not a
+    /// plain message of a known room: `persist_event` then.
+    pub fn queue_on_head(&self, event: NewEvent) -> std::result::Result<QueuedWrite, Box<NewEvent>> {
+        match (self.0, &event.state_key, &event.new_room, event.state_before, &event.current_state) {
+            (Db::Sqlite { messages, .. }, None, None, Some(state), None) => {
+                let answer = messages.enqueue_on_head(event, state);
+                Ok(QueuedWrite { messages: messages.clone(), answer })
+            }
+            _ => Err(Box::new(event)),
+        }
+    }
+
     /// Persists an event and everything it changes, in one transaction: its row, a new state
     /// group when it is a state event, the current state and memberships, the forward
     /// extremities and the client's transaction ID. The caller has checked it against the

@@ -38,8 +38,12 @@ const MAX_BATCH: usize = 200;
 /// How long a write waits for sqlx's writer to let go of the database, as sqlx's own does.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An event waiting to be written: the event, its state group, where the answer goes.
-type Queued = (NewEvent, i64, oneshot::Sender<Result<Persisted>>);
+/// An event waiting to be written: the event, its state group, whether its prev events must
+/// still be the room's forward extremities (see `enqueue_on_head`), where the answer goes.
+type Queued = (NewEvent, i64, bool, oneshot::Sender<Result<Persisted>>);
+
+/// The answer to a queued event, once its transaction has committed (or failed).
+pub(crate) type Answer = oneshot::Receiver<Result<Persisted>>;
 
 pub(crate) struct SqliteMessages {
     conn: Mutex<Connection>,
@@ -88,7 +92,24 @@ impl SqliteMessages {
     /// only after its transaction has committed.
     pub(crate) async fn persist(self: &Arc<Self>, event: &NewEvent, state: i64) -> Result<Persisted> {
         let (answer, answered) = oneshot::channel();
-        lock(&self.queue).push((event.clone(), state, answer));
+        lock(&self.queue).push((event.clone(), state, false, answer));
+        self.written(answered).await
+    }
+
+    /// Queues a non-state event built on its room's forward extremities, now and in call
+    /// order, so that the room's next event may be built on it before it is written (see
+    /// `RoomService::send`). Its write fails with `Error::StaleHead`, changing nothing, when its
+    /// prev events are by then not all extremities of the room: an event it was built on
+    /// failed, or another write moved the room on. `written` writes it.
+    pub(crate) fn enqueue_on_head(&self, event: NewEvent, state: i64) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        lock(&self.queue).push((event, state, true, answer));
+        answered
+    }
+
+    /// Writes what is queued (or leaves it to the thread writing already) and waits for the
+    /// answer of one queued event.
+    pub(crate) async fn written(self: &Arc<Self>, answered: Answer) -> Result<Persisted> {
         if self.full_sync {
             let this = Arc::clone(self);
             tokio::task::spawn_blocking(move || this.drain(true));
@@ -190,13 +211,17 @@ fn write_batch(conn: &Connection, checkpoints: &Checkpointer, batch: Vec<Queued>
     // A batch of one needs no savepoint: the transaction is the event's own.
     let alone = batch.len() == 1;
     let mut written = Vec::with_capacity(batch.len());
-    for (event, state, answer) in batch {
+    // Failures are answered after the commit too: a caller looking up what the batch wrote
+    // (the event of a repeated transaction ID) must find it.
+    let mut failed = Vec::new();
+    for (event, state, on_head, answer) in batch {
         let result = if alone {
-            write_event(conn, &event, state)
+            write_event(conn, &event, state, on_head)
         } else {
             run(conn, "SAVEPOINT message")
-                .and_then(|()| write_event(conn, &event, state))
-                .and_then(|stream_ordering| run(conn, "RELEASE message").map(|()| stream_ordering))
+                .map_err(Error::from)
+                .and_then(|()| write_event(conn, &event, state, on_head))
+                .and_then(|stream_ordering| Ok(run(conn, "RELEASE message").map(|()| stream_ordering)?))
         };
         match result {
             Ok(stream_ordering) => written.push((answer, Persisted { stream_ordering, state_after: state })),
@@ -206,26 +231,28 @@ fn write_batch(conn: &Connection, checkpoints: &Checkpointer, batch: Vec<Queued>
                 } else {
                     conn.execute_batch("ROLLBACK TO message; RELEASE message")
                 };
-                let _ = answer.send(Err(e.into()));
+                failed.push((answer, e));
             }
         }
     }
-    if written.is_empty() && alone {
-        return Ok(()); // rolled back already
-    }
-    match run(conn, "COMMIT") {
-        Ok(()) => {
-            checkpoints.committed();
-            for (answer, persisted) in written {
-                let _ = answer.send(Ok(persisted));
+    if !(written.is_empty() && alone) {
+        match run(conn, "COMMIT") {
+            Ok(()) => {
+                checkpoints.committed();
+                for (answer, persisted) in written {
+                    let _ = answer.send(Ok(persisted));
+                }
+            }
+            Err(e) => {
+                let _ = run(conn, "ROLLBACK");
+                for (answer, _) in written {
+                    let _ = answer.send(Err(Error::Corrupt(format!("commit failed: {e}"))));
+                }
             }
         }
-        Err(e) => {
-            let _ = run(conn, "ROLLBACK");
-            for (answer, _) in written {
-                let _ = answer.send(Err(Error::Corrupt(format!("commit failed: {e}"))));
-            }
-        }
+    } // else rolled back already
+    for (answer, e) in failed {
+        let _ = answer.send(Err(e));
     }
     Ok(())
 }
@@ -236,14 +263,14 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn answer_all(batch: Vec<Queued>, error: &rusqlite::Error) {
-    for (_, _, answer) in batch {
+    for (_, _, _, answer) in batch {
         let _ = answer.send(Err(Error::Corrupt(format!("could not start a transaction: {error}"))));
     }
 }
 
 /// The rows of one non-state event, as `Rooms::persist_event` writes them on every backend;
-/// returns its stream position.
-fn write_event(conn: &Connection, e: &NewEvent, state: i64) -> rusqlite::Result<i64> {
+/// returns its stream position. `on_head`: its prev events must be forward extremities.
+fn write_event(conn: &Connection, e: &NewEvent, state: i64, on_head: bool) -> Result<i64> {
     let stream_ordering: i64 = conn
         .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = 'stream' RETURNING value")?
         .query_row([], |row| row.get(0))?;
@@ -265,8 +292,12 @@ fn write_event(conn: &Connection, e: &NewEvent, state: i64) -> rusqlite::Result<
         e.redacts
     ])?;
     let mut unlink = conn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
+    let mut unlinked = 0;
     for prev in &e.prev_events {
-        unlink.execute(params![e.room_id, prev])?;
+        unlinked += unlink.execute(params![e.room_id, prev])?;
+    }
+    if on_head && unlinked != e.prev_events.len() {
+        return Err(Error::StaleHead);
     }
     conn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
         .execute(params![e.room_id, e.event_id])?;

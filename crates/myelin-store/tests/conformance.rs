@@ -487,6 +487,38 @@ async fn sqlite_messages_wait_for_another_writer() {
     assert!(t.store.rooms().event("$e3").await.unwrap().is_none());
 }
 
+/// SQLite: messages queued on the room's head are written in the order queued, each built on
+/// the one before; one that fails (a repeated transaction ID) makes those built on it fail as
+/// stale, and so does one built on a head that another message replaced meanwhile, writing
+/// nothing, and the room's latest event stays the last one written.
+#[tokio::test]
+async fn sqlite_messages_queued_on_the_head_fail_after_a_failed_one() {
+    let t = open(false).await;
+    let state = room_for_messages(&t.store).await;
+    let rooms = t.store.rooms();
+    rooms.persist_event(&message(1, state, "taken")).await.unwrap();
+    let on = |n: i64, prev: &str, txn: &str| NewEvent { prev_events: vec![prev.to_owned()], ..message(n, state, txn) };
+    let queued: Vec<_> = [(2, "$e1", "a"), (3, "$e2", "taken"), (4, "$e3", "b"), (5, "$e1", "c")]
+        .into_iter()
+        .map(|(n, prev, txn)| rooms.queue_on_head(on(n, prev, txn)).unwrap())
+        .collect();
+    let mut results = Vec::new();
+    for write in queued {
+        results.push(write.written().await);
+    }
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(matches!(results[1], Err(Error::Conflict)), "the repeated transaction fails: {:?}", results[1]);
+    assert!(matches!(results[2], Err(Error::StaleHead)), "built on the failed one: {:?}", results[2]);
+    assert!(matches!(results[3], Err(Error::StaleHead)), "built on a replaced head: {:?}", results[3]);
+    for gone in ["$e3", "$e4", "$e5"] {
+        assert!(rooms.event(gone).await.unwrap().is_none(), "{gone} was not written");
+    }
+    assert_eq!(rooms.forward_extremities("!r:x").await.unwrap(), ["$e2"]);
+    // Built again on the room's latest event, it goes through.
+    rooms.queue_on_head(on(6, "$e2", "b")).unwrap().written().await.unwrap();
+    assert_eq!(rooms.forward_extremities("!r:x").await.unwrap(), ["$e6"]);
+}
+
 /// SQLite: the message connection does not checkpoint the WAL in its commits; the checkpoint
 /// thread moves what they wrote into the database file soon after.
 #[tokio::test]

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 backend_tests!(
     create_send_and_read,
     transaction_ids_are_idempotent,
+    concurrent_messages_form_one_chain,
     every_room_version,
     unsupported_room_version,
     state_events,
@@ -168,6 +169,48 @@ async fn transaction_ids_are_idempotent(backend: Backend) {
     let sends = (0..5).map(|_| send_text(&server, &alice, &room, "raced", "one"));
     let ids: std::collections::BTreeSet<String> = futures_util::future::join_all(sends).await.into_iter().collect();
     assert_eq!(ids.len(), 1);
+}
+
+/// Messages sent at once into one room (on SQLite built one on the other while those before
+/// them are still being written) form one chain: every send answered is stored once, each
+/// event has one prev event, and the room keeps one latest event. Repeated transaction IDs
+/// among them (whose events fail to be written, and those built on them are built again)
+/// still answer with the first event.
+async fn concurrent_messages_form_one_chain(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let sends = (0..48).map(|i| {
+        let (server, alice, room) = (&server, &alice, &room);
+        async move { send_text(server, alice, room, &format!("t{}", i % 32), &format!("m{}", i % 32)).await }
+    });
+    let ids = futures_util::future::join_all(sends).await;
+    for i in 32..48 {
+        assert_eq!(ids[i], ids[i - 32], "a repeated transaction ID answers with the first event");
+    }
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 32);
+
+    let rooms = server.services().store.rooms();
+    let latest = rooms.forward_extremities(&room).await.unwrap();
+    assert_eq!(latest.len(), 1, "one latest event: {latest:?}");
+    // Back along the prev events from the latest event to the room's creation.
+    let mut chain = Vec::new();
+    let mut at = latest[0].clone();
+    loop {
+        let row = rooms.event(&at).await.unwrap().expect("every prev event is stored");
+        let event: Value = serde_json::from_str(&row.json).unwrap();
+        chain.push(at.clone());
+        let prev = event["prev_events"].as_array().unwrap();
+        if prev.is_empty() {
+            break;
+        }
+        assert_eq!(prev.len(), 1, "one prev event: {event}");
+        at = prev[0].as_str().unwrap().to_owned();
+    }
+    assert!(distinct.iter().all(|id| chain.contains(id)), "every message is on the chain");
+    let messages = chain.iter().filter(|id| distinct.contains(id)).count();
+    assert_eq!(messages, 32, "each message stored once");
 }
 
 async fn every_room_version(backend: Backend) {
