@@ -513,6 +513,8 @@ impl RoomService {
             let built = started.elapsed();
             let notifies = !event.push_actions.is_empty();
             let actions = event.push_actions.clone();
+            // Before the message is queued: a write already under way may take it along.
+            let unread = self.unread_cache.writing(room.room_id.as_str());
             let queued = self
                 .store
                 .rooms()
@@ -536,7 +538,6 @@ impl RoomService {
             // request dropped halfway leaves neither the flight nor the queue waiting.
             let (heads, pdu_cache, stream) = (self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
             let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
-            let unread = self.unread_cache.writing(room.room_id.as_str());
             let task = tokio::spawn(async move {
                 let written = queued.written().await;
                 match &written {
