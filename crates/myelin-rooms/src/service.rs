@@ -49,7 +49,7 @@ pub struct RoomService {
     /// `notifications.rs`); dropped at the room's next membership event.
     pub(crate) push_members: Mutex<HashMap<OwnedRoomId, Arc<crate::notifications::RoomMembers>>>,
     /// Where the stream last changed per user and kind (see `changes.rs`).
-    pub(crate) changes: crate::changes::StreamChanges,
+    pub(crate) changes: Arc<crate::changes::StreamChanges>,
     /// Users' ignored users (`m.ignored_user_list`); dropped when it changes.
     pub(crate) ignored_cache: Mutex<HashMap<ruma::OwnedUserId, Arc<std::collections::HashSet<String>>>>,
     /// The presence each user was last written with and when (ms): a sync of an online user
@@ -178,7 +178,7 @@ impl RoomService {
             push_rotation: Arc::default(),
             unread_cache: Arc::default(),
             backfilling: Mutex::default(),
-            changes: crate::changes::StreamChanges::new(),
+            changes: Arc::new(crate::changes::StreamChanges::new()),
             ignored_cache: Mutex::default(),
             presence_written: Mutex::default(),
             key_counts: Mutex::default(),
@@ -456,14 +456,17 @@ impl RoomService {
             (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
         let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
         let (unread, is_member) = (self.unread_cache.writing(room.room_id.as_str()), members_key.is_some());
+        let room_write = self.changes.room_write(room.room_id.as_str());
         let task = tokio::spawn(async move {
             let _held = held;
             let persisted = match store.rooms().persist_event(&event).await {
                 Ok(persisted) => {
                     unread.stored(&event.push_actions, is_member);
+                    room_write.written(persisted.stream_ordering);
                     persisted
                 }
                 Err(e) => {
+                    room_write.failed();
                     // Whatever the store holds now, the next event rebuilds its head from it.
                     lock_map(&heads).remove(&room_id);
                     return Err(Error::from(e));
@@ -515,11 +518,11 @@ impl RoomService {
             let actions = event.push_actions.clone();
             // Before the message is queued: a write already under way may take it along.
             let unread = self.unread_cache.writing(room.room_id.as_str());
-            let queued = self
-                .store
-                .rooms()
-                .queue_on_head(event)
-                .map_err(|_| Error::internal("only messages on SQLite are queued"))?;
+            let room_write = self.changes.room_write(room.room_id.as_str());
+            let Ok(queued) = self.store.rooms().queue_on_head(event) else {
+                room_write.failed();
+                return Err(Error::internal("only messages on SQLite are queued"));
+            };
             let flight = {
                 let mut heads = lock_map(&self.heads);
                 let flight = match heads.get(&room.room_id) {
@@ -541,11 +544,15 @@ impl RoomService {
             let task = tokio::spawn(async move {
                 let written = queued.written().await;
                 match &written {
-                    Ok(_) => {
+                    Ok(persisted) => {
                         unread.stored(&actions, false);
+                        room_write.written(persisted.stream_ordering);
                         pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu));
                     }
-                    Err(_) => drop(unread),
+                    Err(_) => {
+                        drop(unread);
+                        room_write.failed();
+                    }
                 }
                 land(&heads, &room_id, &flight, written.is_ok());
                 if let Ok(persisted) = &written {
@@ -759,7 +766,12 @@ impl RoomService {
         // As for local events, the head is replaced only once the event is stored.
         lock_map(&self.heads).remove(&room.room_id);
         let unread = self.unread_cache.writing(room.room_id.as_str());
+        let room_write = self.changes.room_write(room.room_id.as_str());
         let persisted = self.store.rooms().persist_event(&event).await;
+        match &persisted {
+            Ok(persisted) => room_write.written(persisted.stream_ordering),
+            Err(_) => room_write.failed(),
+        }
         if let Some(key) = &members_key {
             self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         }

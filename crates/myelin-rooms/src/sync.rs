@@ -243,10 +243,14 @@ impl RoomService {
         let ignored = self.ignored_users(viewer.user).await?;
         // Incremental: only rooms with new events or receipts can have timeline or receipt
         // updates, so the others cost no query (a user in 1,000 quiet rooms pays for the few
-        // that changed).
+        // that changed). This process knows which changed since it started; for an older token
+        // the store says.
         let changed_rooms: Option<HashSet<String>> = match since {
             Some(since) if !options.full_state => {
-                Some(self.store.rooms().rooms_changed_between(since, now).await?.into_iter().collect())
+                match self.changes.rooms_changed_after(memberships.iter().map(|m| m.room_id.as_str()), since) {
+                    Some(changed) => Some(changed),
+                    None => Some(self.store.rooms().rooms_changed_between(since, now).await?.into_iter().collect()),
+                }
             }
             _ => None,
         };

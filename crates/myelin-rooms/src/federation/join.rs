@@ -148,8 +148,13 @@ impl RoomService {
         self.changes.begin(&members_key);
         // A new membership: the room's unread counts start again.
         let unread = self.unread_cache.writing(room_id.as_str());
+        let room_write = self.changes.room_write(room_id.as_str());
         let persisted = self.store.rooms().persist_event(&new_event).await;
         drop(unread);
+        match &persisted {
+            Ok(persisted) => room_write.written(persisted.stream_ordering),
+            Err(_) => room_write.failed(),
+        }
         self.changes.finish(&members_key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         let persisted = persisted?;
         self.store.federation().forget_remote_invite(room_id.as_str(), user.as_str()).await?;

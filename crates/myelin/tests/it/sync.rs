@@ -14,7 +14,8 @@ backend_tests!(
     invites_joins_and_leaves,
     long_poll,
     filters_and_bad_tokens,
-    many_rooms_and_summaries
+    many_rooms_and_summaries,
+    tokens_across_a_restart
 );
 
 /// A `/sync` with this query string, which must succeed.
@@ -89,6 +90,40 @@ async fn initial_and_incremental(backend: Backend) {
     // full_state sends everything again.
     let full = sync(&server, &alice, &format!("since={}&full_state=true", gap["next_batch"].as_str().unwrap())).await;
     assert!(full["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().len() >= 5);
+}
+
+/// A token from before a restart still brings what changed since, room by room: the server
+/// knows which rooms changed only since it started (it asks the store about older tokens).
+async fn tokens_across_a_restart(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice").await;
+    let quiet = create_room(&server, &alice, json!({ "name": "Quiet" })).await;
+    let busy = create_room(&server, &alice, json!({ "name": "Busy" })).await;
+    let before = sync(&server, &alice, "").await["next_batch"].as_str().unwrap().to_owned();
+    let event = send_text(&server, &alice, &busy, "b1", "before the restart").await;
+    let db = server.stop().await;
+    let config = test_config(&db);
+    let server = TestServer::start_config(db, config).await;
+
+    let delta = sync(&server, &alice, &format!("since={before}&timeout=0")).await;
+    assert_eq!(timeline_bodies(&delta["rooms"]["join"][&busy]), ["before the restart"], "{delta}");
+    assert!(delta["rooms"]["join"].get(&quiet).is_none(), "{delta}");
+    // Tokens of this process: only the rooms that changed since, a message in one and a
+    // receipt in the other.
+    let after = delta["next_batch"].as_str().unwrap().to_owned();
+    send_text(&server, &alice, &quiet, "q1", "after the restart").await;
+    let delta = sync(&server, &alice, &format!("since={after}&timeout=0")).await;
+    assert_eq!(timeline_bodies(&delta["rooms"]["join"][&quiet]), ["after the restart"], "{delta}");
+    assert!(delta["rooms"]["join"].get(&busy).is_none(), "{delta}");
+    let next = delta["next_batch"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&busy), enc(&event));
+    assert_eq!(server.post(&path, Some(&alice.token), json!({})).await.0, 200);
+    let delta = sync(&server, &alice, &format!("since={next}&timeout=0")).await;
+    let ephemeral = &delta["rooms"]["join"][&busy]["ephemeral"]["events"];
+    assert_eq!(ephemeral[0]["type"], "m.receipt", "{delta}");
+    assert!(delta["rooms"]["join"].get(&quiet).is_none(), "{delta}");
+    let idle = sync(&server, &alice, &format!("since={}&timeout=0", delta["next_batch"].as_str().unwrap())).await;
+    assert!(idle["rooms"]["join"].as_object().is_none_or(|rooms| rooms.is_empty()), "{idle}");
 }
 
 /// More rooms than one of the store's multi-room queries covers (50), each with its own
