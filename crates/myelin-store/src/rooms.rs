@@ -168,7 +168,7 @@ macro_rules! insert_event_row {
         sqlx::query(concat!(
             "INSERT INTO events (",
             event_columns!(),
-            ", redacts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ", redacts, txn_device, txn_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(&$e.event_id)
         .bind(&$e.room_id)
@@ -182,6 +182,8 @@ macro_rules! insert_event_row {
         .bind($after)
         .bind(&$e.json)
         .bind(&$e.redacts)
+        .bind($e.txn.as_ref().map(|(_, device, _)| device))
+        .bind($e.txn.as_ref().map(|(_, _, txn)| txn))
         .execute(&mut *$tx)
         .await?
     };
@@ -467,18 +469,6 @@ impl Rooms<'_> {
                 .execute(&mut *tx)
                 .await?;
             insert_relation!(tx, e, stream_ordering);
-            if let Some((user_id, device_id, txn_id)) = &e.txn {
-                sqlx::query(
-                    "INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&e.room_id)
-                .bind(user_id)
-                    .bind(device_id)
-                    .bind(txn_id)
-                    .bind(&e.event_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             if let Some(reset) = &e.current_state {
                 sqlx::query("DELETE FROM current_state WHERE room_id = $1").bind(&e.room_id).execute(&mut *tx).await?;
                 let entries: Vec<_> = reset.state.iter().collect();
@@ -732,7 +722,7 @@ impl Rooms<'_> {
             self.0,
             event_ids,
             |list| format!(
-                "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({list})"
+                "SELECT event_id, txn_id FROM events WHERE sender = $1 AND txn_device = $2 AND event_id IN ({list})"
             ),
             user_id,
             device_id
@@ -927,7 +917,7 @@ impl Rooms<'_> {
     ) -> Result<Option<String>> {
         Ok(on_db!(self.0, read, |pool| {
             sqlx::query_scalar(
-                "SELECT event_id FROM event_txns WHERE room_id = $4 AND user_id = $1 AND device_id = $2 AND txn_id = $3",
+                "SELECT event_id FROM events WHERE room_id = $4 AND sender = $1 AND txn_device = $2 AND txn_id = $3",
             )
             .bind(user_id)
             .bind(device_id)

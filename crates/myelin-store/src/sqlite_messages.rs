@@ -277,7 +277,7 @@ fn write_event(conn: &Connection, e: &NewEvent, state: i64, on_head: bool) -> Re
     conn.prepare_cached(concat!(
         "INSERT INTO events (",
         event_columns!(),
-        ", redacts) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?8, ?9, ?10)"
+        ", redacts, txn_device, txn_id) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)"
     ))?
     .execute(params![
         e.event_id,
@@ -289,7 +289,9 @@ fn write_event(conn: &Connection, e: &NewEvent, state: i64, on_head: bool) -> Re
         e.origin_server_ts,
         state,
         e.json,
-        e.redacts
+        e.redacts,
+        e.txn.as_ref().map(|(_, device, _)| device),
+        e.txn.as_ref().map(|(_, _, txn)| txn)
     ])?;
     let mut unlink = conn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
     let mut unlinked = 0;
@@ -301,12 +303,6 @@ fn write_event(conn: &Connection, e: &NewEvent, state: i64, on_head: bool) -> Re
     }
     conn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
         .execute(params![e.room_id, e.event_id])?;
-    if let Some((user_id, device_id, txn_id)) = &e.txn {
-        conn.prepare_cached(
-            "INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![e.room_id, user_id, device_id, txn_id, e.event_id])?;
-    }
     if let Some((relates_to, rel_type)) = &e.relation {
         conn.prepare_cached(
             "INSERT INTO event_relations (event_id, relates_to, rel_type, room_id, event_type, sender, stream_ordering)
