@@ -62,12 +62,19 @@ pub(crate) struct StreamChanges {
     keys: Positions,
     /// Per room ID: its latest event or receipt.
     rooms: Positions,
+    /// Per room ID: its latest receipt.
+    receipts: Positions,
 }
 
 impl StreamChanges {
     pub(crate) fn new() -> Self {
         // Until `init`, everything counts as possibly changed.
-        StreamChanges { start: AtomicI64::new(i64::MAX), keys: Positions::default(), rooms: Positions::default() }
+        StreamChanges {
+            start: AtomicI64::new(i64::MAX),
+            keys: Positions::default(),
+            rooms: Positions::default(),
+            receipts: Positions::default(),
+        }
     }
 
     /// The stream position at start-up.
@@ -105,7 +112,15 @@ impl StreamChanges {
     /// stream position, and say how it ended on the guard.
     pub(crate) fn room_write(self: &Arc<Self>, room: &str) -> RoomWrite {
         self.rooms.begin(room);
-        RoomWrite { changes: Arc::clone(self), room: room.to_owned(), ended: false }
+        RoomWrite { changes: Arc::clone(self), room: room.to_owned(), receipt: false, ended: false }
+    }
+
+    /// `room_write` for a receipt, which is also a change of the room's receipts.
+    pub(crate) fn receipt_write(self: &Arc<Self>, room: &str) -> RoomWrite {
+        self.receipts.begin(room);
+        let mut write = self.room_write(room);
+        write.receipt = true;
+        write
     }
 
     /// Which of `rooms` may have had an event or receipt after `since`; None when this process
@@ -115,10 +130,29 @@ impl StreamChanges {
         rooms: impl IntoIterator<Item = &'a str>,
         since: i64,
     ) -> Option<HashSet<String>> {
+        self.changed_of(&self.rooms, rooms, since)
+    }
+
+    /// Which of `rooms` may have had a receipt after `since`; None when this process cannot
+    /// tell.
+    pub(crate) fn receipts_changed_after<'a>(
+        &self,
+        rooms: impl IntoIterator<Item = &'a str>,
+        since: i64,
+    ) -> Option<HashSet<String>> {
+        self.changed_of(&self.receipts, rooms, since)
+    }
+
+    fn changed_of<'a>(
+        &self,
+        positions: &Positions,
+        rooms: impl IntoIterator<Item = &'a str>,
+        since: i64,
+    ) -> Option<HashSet<String>> {
         if !self.knows_since(since) {
             return None;
         }
-        let latest = self.rooms.lock();
+        let latest = positions.lock();
         Some(
             rooms
                 .into_iter()
@@ -133,20 +167,28 @@ impl StreamChanges {
 pub(crate) struct RoomWrite {
     changes: Arc<StreamChanges>,
     room: String,
+    /// Also a change of the room's receipts.
+    receipt: bool,
     ended: bool,
 }
 
 impl RoomWrite {
     /// The write committed at `position`.
     pub(crate) fn written(mut self, position: i64) {
-        self.ended = true;
-        self.changes.rooms.finish(&self.room, Some(position));
+        self.end(Some(position));
     }
 
     /// The write failed, writing nothing.
     pub(crate) fn failed(mut self) {
+        self.end(None);
+    }
+
+    fn end(&mut self, position: Option<i64>) {
         self.ended = true;
-        self.changes.rooms.finish(&self.room, None);
+        self.changes.rooms.finish(&self.room, position);
+        if self.receipt {
+            self.changes.receipts.finish(&self.room, position);
+        }
     }
 }
 
@@ -155,7 +197,7 @@ impl Drop for RoomWrite {
     /// changed from now on (its syncs query it), never as quiet when it is not.
     fn drop(&mut self) {
         if !self.ended {
-            self.changes.rooms.finish(&self.room, Some(UNKNOWN));
+            self.end(Some(UNKNOWN));
         }
     }
 }
@@ -221,6 +263,21 @@ mod tests {
             Some(set(&["!b"])),
             "a write that ended unsaid counts as changed for good"
         );
+    }
+
+    #[test]
+    fn receipts_apart_from_events() {
+        let changes = Arc::new(StreamChanges::new());
+        changes.init(10);
+        changes.room_write("!a").written(11);
+        changes.receipt_write("!b").written(12);
+        assert_eq!(changes.rooms_changed_after(["!a", "!b"], 10), Some(set(&["!a", "!b"])));
+        assert_eq!(changes.receipts_changed_after(["!a", "!b"], 10), Some(set(&["!b"])));
+        let c = changes.receipt_write("!c");
+        assert_eq!(changes.receipts_changed_after(["!c"], 12), Some(set(&["!c"])), "in flight");
+        drop(c);
+        assert_eq!(changes.receipts_changed_after(["!c"], 1_000), Some(set(&["!c"])), "ended unsaid");
+        assert_eq!(changes.receipts_changed_after(["!a"], 9), None, "a token from before the start");
     }
 
     fn set(rooms: &[&str]) -> HashSet<String> {

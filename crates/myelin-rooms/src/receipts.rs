@@ -45,7 +45,7 @@ impl RoomService {
         self.event_for(Viewer { user, device_id: None }, room_id, event_id.as_str()).await?;
         // The user's unread counts of the room change with it (see `unread_cache`).
         let unread = self.unread_cache.writing(room_id.as_str()).receipt_of(user.as_str());
-        let room_write = self.changes.room_write(room_id.as_str());
+        let room_write = self.changes.receipt_write(room_id.as_str());
         let stream = self
             .store
             .rooms()

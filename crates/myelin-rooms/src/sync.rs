@@ -327,11 +327,18 @@ impl RoomService {
             }
         }
         // Receipts of all the joined rooms to read: two queries (rooms new to the client get
-        // all of them, the others what changed).
+        // all of them, the others what changed: none, when the change index knows that no
+        // receipt did — a room with a new message usually has no new receipt).
         let mut receipts: HashMap<String, Vec<crate::receipts::ReceiptRow>> = HashMap::new();
         for fresh in [true, false] {
-            let ids: Vec<String> =
+            let mut ids: Vec<String> =
                 joined.iter().filter(|(_, is_fresh, _)| *is_fresh == fresh).map(|(id, ..)| id.to_string()).collect();
+            if !fresh
+                && let Some(changed) =
+                    since.and_then(|since| self.changes.receipts_changed_after(ids.iter().map(String::as_str), since))
+            {
+                ids.retain(|id| changed.contains(id));
+            }
             if ids.is_empty() {
                 continue;
             }
