@@ -109,7 +109,7 @@ impl StreamChanges {
     }
 
     /// An event or receipt of `room` is about to be written: call before the write takes its
-    /// stream position, and say how it ended on the guard.
+    /// stream position, and say how it ended on the guard (`RoomWrite::ended`).
     pub(crate) fn room_write(self: &Arc<Self>, room: &str) -> RoomWrite {
         self.rooms.begin(room);
         RoomWrite { changes: Arc::clone(self), room: room.to_owned(), receipt: false, ended: false }
@@ -173,14 +173,9 @@ pub(crate) struct RoomWrite {
 }
 
 impl RoomWrite {
-    /// The write committed at `position`.
-    pub(crate) fn written(mut self, position: i64) {
-        self.end(Some(position));
-    }
-
-    /// The write failed, writing nothing.
-    pub(crate) fn failed(mut self) {
-        self.end(None);
+    /// The write committed at `position`, or (None) failed, writing nothing.
+    pub(crate) fn ended(mut self, position: Option<i64>) {
+        self.end(position);
     }
 
     fn end(&mut self, position: Option<i64>) {
@@ -253,8 +248,8 @@ mod tests {
         let a = changes.room_write("!a");
         let b = changes.room_write("!b");
         assert_eq!(changes.rooms_changed_after(["!a", "!b"], 10), Some(set(&["!a", "!b"])), "in flight");
-        a.written(11);
-        b.failed();
+        a.ended(Some(11));
+        b.ended(None);
         assert_eq!(changes.rooms_changed_after(["!a", "!b"], 10), Some(set(&["!a"])));
         assert_eq!(changes.rooms_changed_after(["!a", "!b"], 11), Some(HashSet::new()));
         drop(changes.room_write("!b"));
@@ -269,8 +264,8 @@ mod tests {
     fn receipts_apart_from_events() {
         let changes = Arc::new(StreamChanges::new());
         changes.init(10);
-        changes.room_write("!a").written(11);
-        changes.receipt_write("!b").written(12);
+        changes.room_write("!a").ended(Some(11));
+        changes.receipt_write("!b").ended(Some(12));
         assert_eq!(changes.rooms_changed_after(["!a", "!b"], 10), Some(set(&["!a", "!b"])));
         assert_eq!(changes.receipts_changed_after(["!a", "!b"], 10), Some(set(&["!b"])));
         let c = changes.receipt_write("!c");

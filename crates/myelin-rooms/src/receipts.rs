@@ -59,16 +59,8 @@ impl RoomService {
             )
             .await;
         drop(unread);
-        let stream = match stream {
-            Ok(stream) => {
-                room_write.written(stream);
-                stream
-            }
-            Err(e) => {
-                room_write.failed();
-                return Err(e.into());
-            }
-        };
+        room_write.ended(stream.as_ref().ok().copied());
+        let stream = stream?;
         self.advance_stream(stream);
         Ok(())
     }

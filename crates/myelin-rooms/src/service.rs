@@ -462,11 +462,11 @@ impl RoomService {
             let persisted = match store.rooms().persist_event(&event).await {
                 Ok(persisted) => {
                     unread.stored(&event.push_actions, is_member);
-                    room_write.written(persisted.stream_ordering);
+                    room_write.ended(Some(persisted.stream_ordering));
                     persisted
                 }
                 Err(e) => {
-                    room_write.failed();
+                    room_write.ended(None);
                     // Whatever the store holds now, the next event rebuilds its head from it.
                     lock_map(&heads).remove(&room_id);
                     return Err(Error::from(e));
@@ -520,7 +520,7 @@ impl RoomService {
             let unread = self.unread_cache.writing(room.room_id.as_str());
             let room_write = self.changes.room_write(room.room_id.as_str());
             let Ok(queued) = self.store.rooms().queue_on_head(event) else {
-                room_write.failed();
+                room_write.ended(None);
                 return Err(Error::internal("only messages on SQLite are queued"));
             };
             let flight = {
@@ -543,16 +543,13 @@ impl RoomService {
             let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
             let task = tokio::spawn(async move {
                 let written = queued.written().await;
+                room_write.ended(written.as_ref().ok().map(|p| p.stream_ordering));
                 match &written {
-                    Ok(persisted) => {
+                    Ok(_) => {
                         unread.stored(&actions, false);
-                        room_write.written(persisted.stream_ordering);
                         pdu_cache.insert(stored_pdu.event_id.to_string(), Arc::new(stored_pdu));
                     }
-                    Err(_) => {
-                        drop(unread);
-                        room_write.failed();
-                    }
+                    Err(_) => drop(unread),
                 }
                 land(&heads, &room_id, &flight, written.is_ok());
                 if let Ok(persisted) = &written {
@@ -768,10 +765,7 @@ impl RoomService {
         let unread = self.unread_cache.writing(room.room_id.as_str());
         let room_write = self.changes.room_write(room.room_id.as_str());
         let persisted = self.store.rooms().persist_event(&event).await;
-        match &persisted {
-            Ok(persisted) => room_write.written(persisted.stream_ordering),
-            Err(_) => room_write.failed(),
-        }
+        room_write.ended(persisted.as_ref().ok().map(|p| p.stream_ordering));
         if let Some(key) = &members_key {
             self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         }

@@ -151,10 +151,7 @@ impl RoomService {
         let room_write = self.changes.room_write(room_id.as_str());
         let persisted = self.store.rooms().persist_event(&new_event).await;
         drop(unread);
-        match &persisted {
-            Ok(persisted) => room_write.written(persisted.stream_ordering),
-            Err(_) => room_write.failed(),
-        }
+        room_write.ended(persisted.as_ref().ok().map(|p| p.stream_ordering));
         self.changes.finish(&members_key, persisted.as_ref().ok().map(|p| p.stream_ordering));
         let persisted = persisted?;
         self.store.federation().forget_remote_invite(room_id.as_str(), user.as_str()).await?;
