@@ -633,7 +633,7 @@ impl RoomService {
             json: pdu.canonical_json(),
             state_before,
             prev_events: prev_events.iter().map(|(id, _)| id.to_string()).collect(),
-            txn: txn.map(|t| (sender.to_string(), t.device_id.clone(), t.txn_id.clone())),
+            txn: txn.map(|t| (t.device_id.clone(), t.txn_id.clone())),
             relation: relation_of(&content.content),
             new_room: new_room.then(|| myelin_store::NewRoom {
                 room_id: room.room_id.to_string(),

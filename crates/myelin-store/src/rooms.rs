@@ -43,8 +43,9 @@ pub struct NewEvent {
     pub state_before: Option<i64>,
     /// The events it builds on: they stop being forward extremities.
     pub prev_events: Vec<String>,
-    /// The sending device's transaction ID, if a client sent it.
-    pub txn: Option<(String, String, String)>,
+    /// The sending device and its transaction ID, if a client sent it (unique per room,
+    /// sender, device and ID).
+    pub txn: Option<(String, String)>,
     /// Set for the room's create event.
     pub new_room: Option<NewRoom>,
     /// `m.relates_to`: (the event related to, rel_type).
@@ -182,8 +183,8 @@ macro_rules! insert_event_row {
         .bind($after)
         .bind(&$e.json)
         .bind(&$e.redacts)
-        .bind($e.txn.as_ref().map(|(_, device, _)| device))
-        .bind($e.txn.as_ref().map(|(_, _, txn)| txn))
+        .bind($e.txn.as_ref().map(|(device, _)| device))
+        .bind($e.txn.as_ref().map(|(_, txn)| txn))
         .execute(&mut *$tx)
         .await?
     };

@@ -290,8 +290,8 @@ fn write_event(conn: &Connection, e: &NewEvent, state: i64, on_head: bool) -> Re
         state,
         e.json,
         e.redacts,
-        e.txn.as_ref().map(|(_, device, _)| device),
-        e.txn.as_ref().map(|(_, _, txn)| txn)
+        e.txn.as_ref().map(|(device, _)| device),
+        e.txn.as_ref().map(|(_, txn)| txn)
     ])?;
     let mut unlink = conn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
     let mut unlinked = 0;

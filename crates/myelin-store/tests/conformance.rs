@@ -294,7 +294,7 @@ async fn events_txns_and_memberships(t: TestStore) {
         .unwrap();
     let mut message = state_event(2, "m.room.message", "", Some(join.state_after), Some("$e1"));
     message.state_key = None;
-    message.txn = Some(("@a:x".into(), "DEV".into(), "t1".into()));
+    message.txn = Some(("DEV".into(), "t1".into()));
     let sent = rooms.persist_event(&message).await.unwrap();
     // A message keeps the state group it was sent in.
     assert_eq!(sent.state_after, join.state_after);
@@ -341,7 +341,7 @@ async fn concurrent_messages_commit_together_and_fail_alone(t: TestStore) {
         message.state_key = None;
         message.event_id = format!("$m{r}");
         message.room_id = create.room_id.clone();
-        message.txn = Some(("@a:x".into(), "DEV".into(), format!("t{r}")));
+        message.txn = Some(("DEV".into(), format!("t{r}")));
         messages.push(message);
     }
     rooms.persist_event(&messages[0]).await.unwrap();
@@ -447,7 +447,7 @@ async fn room_for_messages(store: &Store) -> i64 {
 fn message(n: i64, state: i64, txn: &str) -> NewEvent {
     let mut message = state_event(n, "m.room.message", "", Some(state), Some("$e0"));
     message.state_key = None;
-    message.txn = Some(("@a:x".into(), "DEV".into(), txn.into()));
+    message.txn = Some(("DEV".into(), txn.into()));
     message
 }
 
