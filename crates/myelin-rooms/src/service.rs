@@ -441,10 +441,9 @@ impl RoomService {
         let built = started.elapsed();
         let notifies = !event.push_actions.is_empty();
         // Membership changes move device lists (see `changes.rs`): in flight until persisted.
-        let members_key =
-            (pdu.kind.to_string() == "m.room.member").then(|| crate::changes::members_key(room.room_id.as_str()));
-        if let Some(key) = &members_key {
-            self.changes.begin(key);
+        let is_member = pdu.kind.to_string() == "m.room.member";
+        if is_member {
+            self.changes.begin_members(room.room_id.as_str());
         }
         // Persisting and advancing the head run as their own task: a request dropped halfway
         // (the client went away) must not leave an event stored but the head behind it. Until
@@ -455,7 +454,7 @@ impl RoomService {
         let (store, heads, pdu_cache, stream) =
             (self.store.clone(), self.heads.clone(), self.pdu_cache.clone(), self.stream.clone());
         let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
-        let (unread, is_member) = (self.unread_cache.writing(room.room_id.as_str()), members_key.is_some());
+        let unread = self.unread_cache.writing(room.room_id.as_str());
         let room_write = self.changes.room_write(room.room_id.as_str());
         let task = tokio::spawn(async move {
             let _held = held;
@@ -482,8 +481,8 @@ impl RoomService {
             Ok(persisted)
         });
         let persisted = task.await.map_err(Error::internal).and_then(|persisted| persisted);
-        if let Some(key) = &members_key {
-            self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
+        if is_member {
+            self.changes.finish_members(room.room_id.as_str(), persisted.as_ref().ok().map(|p| p.stream_ordering));
         }
         let persisted = persisted?;
         self.appended(room, &pdu, notifies, persisted.stream_ordering, started, built).await;
@@ -756,9 +755,8 @@ impl RoomService {
         event.push_actions = push_actions;
         event.current_state = reset;
         let is_member = pdu.kind.to_string() == "m.room.member";
-        let members_key = is_member.then(|| crate::changes::members_key(room.room_id.as_str()));
-        if let Some(key) = &members_key {
-            self.changes.begin(key);
+        if is_member {
+            self.changes.begin_members(room.room_id.as_str());
         }
         // As for local events, the head is replaced only once the event is stored.
         lock_map(&self.heads).remove(&room.room_id);
@@ -766,8 +764,8 @@ impl RoomService {
         let room_write = self.changes.room_write(room.room_id.as_str());
         let persisted = self.store.rooms().persist_event(&event).await;
         room_write.ended(persisted.as_ref().ok().map(|p| p.stream_ordering));
-        if let Some(key) = &members_key {
-            self.changes.finish(key, persisted.as_ref().ok().map(|p| p.stream_ordering));
+        if is_member {
+            self.changes.finish_members(room.room_id.as_str(), persisted.as_ref().ok().map(|p| p.stream_ordering));
         }
         let persisted = persisted?;
         unread.stored(&event.push_actions, is_member || event.current_state.is_some());

@@ -144,15 +144,14 @@ impl RoomService {
             created_ts: myelin_core::util::now_ms(),
         });
         new_event.current_state = Some(reset);
-        let members_key = crate::changes::members_key(room_id.as_str());
-        self.changes.begin(&members_key);
+        self.changes.begin_members(room_id.as_str());
         // A new membership: the room's unread counts start again.
         let unread = self.unread_cache.writing(room_id.as_str());
         let room_write = self.changes.room_write(room_id.as_str());
         let persisted = self.store.rooms().persist_event(&new_event).await;
         drop(unread);
         room_write.ended(persisted.as_ref().ok().map(|p| p.stream_ordering));
-        self.changes.finish(&members_key, persisted.as_ref().ok().map(|p| p.stream_ordering));
+        self.changes.finish_members(room_id.as_str(), persisted.as_ref().ok().map(|p| p.stream_ordering));
         let persisted = persisted?;
         self.store.federation().forget_remote_invite(room_id.as_str(), user.as_str()).await?;
         self.remember_room(room);
