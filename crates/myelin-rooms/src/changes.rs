@@ -10,8 +10,9 @@
 //! after: while a write is in flight its key counts as changed, so a sync that reads the
 //! stream position between the commit and `finish` cannot skip what the write added.
 
+use myelin_store::EventRow;
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicI64, Ordering},
@@ -38,6 +39,8 @@ struct Keys {
     by_position: BTreeSet<(i64, String)>,
     /// The keys with writes in flight.
     in_flight: HashSet<String>,
+    /// The rooms' latest events (kept for the rooms' positions only).
+    recent: Recent,
 }
 
 impl Keys {
@@ -66,7 +69,14 @@ impl Positions {
     }
 
     fn finish(&self, key: &str, position: Option<i64>) {
+        self.finish_with(key, position, |_| {});
+    }
+
+    /// `finish`, with `also` done under the same lock: a sync that finds no write of the key
+    /// in flight finds what the write left too.
+    fn finish_with(&self, key: &str, position: Option<i64>, also: impl FnOnce(&mut Keys)) {
         let mut keys = self.lock();
+        also(&mut keys);
         let entry = keys.latest.entry(key.to_owned()).or_insert((i64::MIN, 1));
         entry.1 = entry.1.saturating_sub(1);
         let (before, in_flight) = *entry;
@@ -85,6 +95,86 @@ impl Positions {
 
     fn latest_of(entry: Option<&(i64, u32)>) -> Option<i64> {
         entry.map(|(position, in_flight)| if *in_flight > 0 { UNKNOWN } else { *position })
+    }
+}
+
+/// How many of a room's latest events are kept: the default timeline of 10, and one more that
+/// tells whether it is limited.
+const ROWS_PER_ROOM: usize = 11;
+
+/// How many events are kept in all: the oldest recorded go first.
+const MAX_ROWS: usize = 4096;
+
+/// The rooms' latest events, as their writers recorded them after their commits: a sync woken
+/// by a new message finds it here instead of reading it back from a database whose page cache
+/// the write has just emptied (that first read was a quarter of a woken sync's time,
+/// `docs/PERFORMANCE.md`). A room's rows are complete above its `floor`: every event of the
+/// room with a later position whose write has ended is among them. A write that ends without
+/// its row (a remote event, a join over federation, a request that went away) raises the
+/// floor past it, so that nothing missing is ever claimed; so do the rows let go.
+#[derive(Default)]
+struct Recent {
+    rooms: HashMap<String, RoomRows>,
+    /// (position, room) of each row recorded, oldest first.
+    recorded: VecDeque<(i64, String)>,
+}
+
+struct RoomRows {
+    floor: i64,
+    rows: BTreeMap<i64, EventRow>,
+}
+
+impl RoomRows {
+    /// Lets go of the rows at or below `position`: the room is complete above it at best.
+    fn raise_floor(&mut self, position: i64) {
+        self.floor = self.floor.max(position);
+        self.rows = self.rows.split_off(&self.floor.saturating_add(1));
+    }
+}
+
+impl Recent {
+    /// An event of `room` committed at its row's position.
+    fn record(&mut self, room: &str, row: EventRow) {
+        let position = row.stream_ordering;
+        // A room's first row: nothing of the room is known below it.
+        let entry = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| RoomRows { floor: position - 1, rows: BTreeMap::new() });
+        if position <= entry.floor {
+            return;
+        }
+        entry.rows.insert(position, row);
+        if entry.rows.len() > ROWS_PER_ROOM
+            && let Some(oldest) = entry.rows.keys().next().copied()
+        {
+            entry.raise_floor(oldest);
+        }
+        self.recorded.push_back((position, room.to_owned()));
+        while self.recorded.len() > MAX_ROWS {
+            let Some((position, room)) = self.recorded.pop_front() else { break };
+            if let Some(entry) = self.rooms.get_mut(&room) {
+                entry.raise_floor(position);
+            }
+        }
+    }
+
+    /// An event of `room` committed at `position` without its row.
+    fn forget(&mut self, room: &str, position: i64) {
+        let entry =
+            self.rooms.entry(room.to_owned()).or_insert_with(|| RoomRows { floor: position, rows: BTreeMap::new() });
+        let newest = entry.rows.keys().next_back().copied().unwrap_or(i64::MIN);
+        entry.raise_floor(position.max(newest));
+    }
+
+    /// The room's events after `since` up to `upto`, newest first, at most `max`; None when
+    /// some of them may not be here.
+    fn after(&self, room: &str, since: i64, upto: i64, max: usize) -> Option<Vec<EventRow>> {
+        let entry = self.rooms.get(room)?;
+        if since < entry.floor || upto <= since {
+            return None;
+        }
+        Some(entry.rows.range(since + 1..=upto).rev().take(max).map(|(_, row)| row.clone()).collect())
     }
 }
 
@@ -190,6 +280,20 @@ impl StreamChanges {
         self.changed_of(&self.rooms, rooms, since)
     }
 
+    /// The latest events of `room` after `since` up to `upto`, newest first, at most `max`,
+    /// when all of them are in memory: None while a write of the room is in flight or after
+    /// one ended unsaid, or when `since` is older than what is kept.
+    pub(crate) fn recent_events(&self, room: &str, since: i64, upto: i64, max: usize) -> Option<Vec<EventRow>> {
+        if !self.knows_since(since) {
+            return None;
+        }
+        let keys = self.rooms.lock();
+        if Positions::latest_of(keys.latest.get(room)).is_some_and(|p| p == UNKNOWN) {
+            return None;
+        }
+        keys.recent.after(room, since, upto, max)
+    }
+
     /// Which of `rooms` may have had a receipt after `since`; None when this process cannot
     /// tell.
     pub(crate) fn receipts_changed_after<'a>(
@@ -230,14 +334,26 @@ pub(crate) struct RoomWrite {
 impl RoomWrite {
     /// The write committed at `position`, or (None) failed, writing nothing.
     pub(crate) fn ended(mut self, position: Option<i64>) {
-        self.end(position);
+        self.end(position, None);
     }
 
-    fn end(&mut self, position: Option<i64>) {
+    /// The write of an event committed as `row`: kept for the syncs it wakes.
+    pub(crate) fn stored(mut self, row: EventRow) {
+        self.end(Some(row.stream_ordering), Some(row));
+    }
+
+    fn end(&mut self, position: Option<i64>, row: Option<EventRow>) {
         self.ended = true;
-        self.changes.rooms.finish(&self.room, position);
-        if self.receipt {
-            self.changes.receipts.finish(&self.room, position);
+        let (room, receipt) = (self.room.as_str(), self.receipt);
+        self.changes.rooms.finish_with(room, position, |keys| match (position, row) {
+            // A receipt adds no event.
+            _ if receipt => {}
+            (Some(_), Some(row)) => keys.recent.record(room, row),
+            (Some(position), None) => keys.recent.forget(room, position),
+            (None, _) => {}
+        });
+        if receipt {
+            self.changes.receipts.finish(room, position);
         }
     }
 }
@@ -247,7 +363,7 @@ impl Drop for RoomWrite {
     /// changed from now on (its syncs query it), never as quiet when it is not.
     fn drop(&mut self) {
         if !self.ended {
-            self.end(Some(UNKNOWN));
+            self.end(Some(UNKNOWN), None);
         }
     }
 }
@@ -266,7 +382,7 @@ pub(crate) const DEVICE_LISTS_KEY: &str = "dl";
 
 #[cfg(test)]
 mod tests {
-    use super::{Positions, StreamChanges};
+    use super::{EventRow, Positions, StreamChanges};
     use std::{collections::HashSet, sync::Arc};
 
     #[test]
@@ -358,6 +474,83 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn row(room: &str, position: i64) -> EventRow {
+        EventRow {
+            event_id: format!("$e{position}"),
+            room_id: room.to_owned(),
+            stream_ordering: position,
+            depth: position,
+            event_type: "m.room.message".to_owned(),
+            state_key: None,
+            sender: "@u:x".to_owned(),
+            origin_server_ts: 0,
+            state_before: 1,
+            state_after: 1,
+            json: "{}".to_owned(),
+        }
+    }
+
+    fn positions(rows: Option<Vec<EventRow>>) -> Option<Vec<i64>> {
+        rows.map(|rows| rows.iter().map(|row| row.stream_ordering).collect())
+    }
+
+    #[test]
+    fn recent_events_only_when_all_are_known() {
+        let changes = Arc::new(StreamChanges::new());
+        changes.init(10);
+        assert_eq!(positions(changes.recent_events("!a", 10, 20, 11)), None, "nothing recorded");
+        changes.room_write("!a").stored(row("!a", 11));
+        changes.room_write("!a").stored(row("!a", 12));
+        assert_eq!(positions(changes.recent_events("!a", 10, 12, 11)), Some(vec![12, 11]));
+        assert_eq!(positions(changes.recent_events("!a", 11, 12, 11)), Some(vec![12]));
+        assert_eq!(positions(changes.recent_events("!a", 10, 11, 11)), Some(vec![11]), "up to `upto` only");
+        assert_eq!(positions(changes.recent_events("!a", 10, 12, 1)), Some(vec![12]), "at most `max`");
+        assert_eq!(positions(changes.recent_events("!a", 9, 12, 11)), None, "a token from before the start");
+        assert_eq!(positions(changes.recent_events("!a", 12, 20, 11)), Some(vec![]), "nothing new");
+
+        let writing = changes.room_write("!a");
+        assert_eq!(positions(changes.recent_events("!a", 12, 20, 11)), None, "a write in flight");
+        writing.stored(row("!a", 13));
+        // A receipt adds no event and takes nothing away.
+        changes.receipt_write("!a").ended(Some(14));
+        assert_eq!(positions(changes.recent_events("!a", 11, 20, 11)), Some(vec![13, 12]));
+
+        // An event written without its row (a remote one, say): nothing up to it is claimed.
+        changes.room_write("!a").ended(Some(15));
+        assert_eq!(positions(changes.recent_events("!a", 12, 20, 11)), None);
+        assert_eq!(positions(changes.recent_events("!a", 15, 20, 11)), Some(vec![]));
+        changes.room_write("!a").stored(row("!a", 16));
+        assert_eq!(positions(changes.recent_events("!a", 15, 20, 11)), Some(vec![16]));
+        // Recorded late, below what was given up: not taken back in.
+        changes.room_write("!a").stored(row("!a", 14));
+        assert_eq!(positions(changes.recent_events("!a", 13, 20, 11)), None);
+
+        // A failed write changes nothing; one that ended unsaid stops the room's rows for good.
+        changes.room_write("!a").ended(None);
+        assert_eq!(positions(changes.recent_events("!a", 15, 20, 11)), Some(vec![16]));
+        drop(changes.room_write("!a"));
+        assert_eq!(positions(changes.recent_events("!a", 16, 1_000, 11)), None);
+    }
+
+    #[test]
+    fn recent_events_keep_the_latest_of_each_room() {
+        let changes = Arc::new(StreamChanges::new());
+        changes.init(0);
+        for position in 1..=30 {
+            changes.room_write("!a").stored(row("!a", position));
+        }
+        let newest: Vec<i64> = (20..=30).rev().collect();
+        assert_eq!(positions(changes.recent_events("!a", 19, 30, 100)), Some(newest), "the latest 11");
+        assert_eq!(positions(changes.recent_events("!a", 18, 30, 100)), None, "older ones let go");
+        // Past the bound on all rooms, the oldest recorded go first.
+        for position in 31..=(31 + super::MAX_ROWS as i64) {
+            changes.room_write(&format!("!r{position}")).stored(row("!b", position));
+        }
+        assert_eq!(positions(changes.recent_events("!a", 29, 30, 100)), None);
+        let last = 31 + super::MAX_ROWS as i64;
+        assert_eq!(positions(changes.recent_events(&format!("!r{last}"), last - 1, last, 100)), Some(vec![last]));
     }
 
     fn set(rooms: &[&str]) -> HashSet<String> {

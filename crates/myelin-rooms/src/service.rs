@@ -461,7 +461,7 @@ impl RoomService {
             let persisted = match store.rooms().persist_event(&event).await {
                 Ok(persisted) => {
                     unread.stored(&event.push_actions, is_member);
-                    room_write.ended(Some(persisted.stream_ordering));
+                    room_write.stored(event.row(persisted));
                     persisted
                 }
                 Err(e) => {
@@ -518,6 +518,8 @@ impl RoomService {
             // Before the message is queued: a write already under way may take it along.
             let unread = self.unread_cache.writing(room.room_id.as_str());
             let room_write = self.changes.room_write(room.room_id.as_str());
+            // Its row once written, for the syncs it wakes (position and state filled in then).
+            let row = event.row(myelin_store::Persisted { stream_ordering: 0, state_after: 0 });
             let Ok(queued) = self.store.rooms().queue_on_head(event) else {
                 room_write.ended(None);
                 return Err(Error::internal("only messages on SQLite are queued"));
@@ -542,7 +544,14 @@ impl RoomService {
             let (room_id, stored_pdu) = (room.room_id.clone(), pdu.clone());
             let task = tokio::spawn(async move {
                 let written = queued.written().await;
-                room_write.ended(written.as_ref().ok().map(|p| p.stream_ordering));
+                match &written {
+                    Ok(persisted) => room_write.stored(myelin_store::EventRow {
+                        stream_ordering: persisted.stream_ordering,
+                        state_after: persisted.state_after,
+                        ..row
+                    }),
+                    Err(_) => room_write.ended(None),
+                }
                 match &written {
                     Ok(_) => {
                         unread.stored(&actions, false);

@@ -418,17 +418,25 @@ impl RoomService {
         let rooms = self.store.rooms();
         let limit = options.timeline_limit.clamp(1, 500);
         // The latest `limit + 1` events of each window, newest first: one more tells `limited`.
+        // A room followed on from a token finds its new events in memory when they are all
+        // there (see `changes.rs`); the others are read together.
+        let mut rows_of: HashMap<String, Vec<EventRow>> = HashMap::new();
         let windows: Vec<(String, i64, i64)> = jobs
             .iter()
-            .map(|job| {
+            .filter_map(|job| {
                 let Window { since, upto, fresh } = job.window;
+                if let Some(since) = since.filter(|_| !fresh)
+                    && let Some(rows) = self.changes.recent_events(job.room_id.as_str(), since, upto, limit + 1)
+                {
+                    rows_of.insert(job.room_id.to_string(), rows);
+                    return None;
+                }
                 // Backfilled history (below the stream's zero) is left to `/messages`, where
                 // `prev_batch` leads, as before rooms were read together.
                 let above = if fresh { 0 } else { since.unwrap_or(0) };
-                (job.room_id.to_string(), upto + 1, above)
+                Some((job.room_id.to_string(), upto + 1, above))
             })
             .collect();
-        let mut rows_of: HashMap<String, Vec<EventRow>> = HashMap::new();
         for row in rooms.latest_events_of_rooms(&windows, limit as i64 + 1).await? {
             rows_of.entry(row.room_id.clone()).or_default().push(row);
         }

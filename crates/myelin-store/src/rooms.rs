@@ -100,6 +100,26 @@ pub struct Persisted {
     pub state_after: i64,
 }
 
+impl NewEvent {
+    /// The row this event is once persisted where `persisted` says: what reading it back
+    /// gives (the columns `persist_event` and the SQLite message writer write).
+    pub fn row(&self, persisted: Persisted) -> EventRow {
+        EventRow {
+            event_id: self.event_id.clone(),
+            room_id: self.room_id.clone(),
+            stream_ordering: persisted.stream_ordering,
+            depth: self.depth,
+            event_type: self.event_type.clone(),
+            state_key: self.state_key.clone(),
+            sender: self.sender.clone(),
+            origin_server_ts: self.origin_server_ts,
+            state_before: self.state_before.unwrap_or(persisted.state_after),
+            state_after: persisted.state_after,
+            json: self.json.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
     pub event_id: String,

@@ -167,6 +167,10 @@ async fn join_and_chat(backend: Backend) {
         messages(&b, &bob, &room).await.contains(&"hello bob".to_owned()).then_some(())
     })
     .await;
+    // Alice's token after her own message, which A keeps in memory for the syncs it wakes:
+    // Bob's message comes after it from B, and her sync from that token must hold it.
+    let (_, before) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
+    let since = before["next_batch"].as_str().unwrap().to_owned();
     send_text(&b, &bob, &room, "t3", "hello alice").await;
     eventually("bob's message on A", || async {
         messages(&a, &alice, &room).await.contains(&"hello alice".to_owned()).then_some(())
@@ -189,6 +193,9 @@ async fn join_and_chat(backend: Backend) {
     let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
     let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
     assert!(timeline.as_array().unwrap().iter().any(|e| e["content"]["body"] == "hello alice"), "{sync}");
+    let (_, sync) = a.get(&format!("/_matrix/client/v3/sync?since={since}"), Some(&alice.token)).await;
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(timeline.iter().any(|e| e["content"]["body"] == "hello alice"), "{sync}");
     eventually("bob typing on A", || async {
         let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice.token)).await;
         let ephemeral = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
