@@ -128,7 +128,10 @@ impl RoomRows {
     /// Lets go of the rows at or below `position`: the room is complete above it at best.
     fn raise_floor(&mut self, position: i64) {
         self.floor = self.floor.max(position);
-        self.rows = self.rows.split_off(&self.floor.saturating_add(1));
+        // One at a time from the oldest: usually one row, and no new tree as `split_off` makes.
+        while self.rows.first_key_value().is_some_and(|(oldest, _)| *oldest <= self.floor) {
+            self.rows.pop_first();
+        }
     }
 }
 
