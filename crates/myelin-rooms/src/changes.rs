@@ -65,7 +65,9 @@ impl Positions {
                 keys.latest.insert(key.to_owned(), (i64::MIN, 1));
             }
         }
-        keys.in_flight.insert(key.to_owned());
+        if !keys.in_flight.contains(key) {
+            keys.in_flight.insert(key.to_owned());
+        }
     }
 
     fn finish(&self, key: &str, position: Option<i64>) {
@@ -265,12 +267,7 @@ impl StreamChanges {
 
     /// Whether any of `rooms` may have had a membership change after `since`.
     pub(crate) fn members_changed_after<'a>(&self, rooms: impl IntoIterator<Item = &'a str>, since: i64) -> bool {
-        if !self.knows_since(since) {
-            return true;
-        }
-        let keys = self.members.lock();
-        let changed = keys.changed_after(since);
-        !changed.is_empty() && rooms.into_iter().any(|room| changed.contains(room))
+        self.changed_of(&self.members, rooms, since).is_none_or(|changed| !changed.is_empty())
     }
 
     /// Which of `rooms` may have had an event or receipt after `since`; None when this process
