@@ -21,6 +21,7 @@ mod relations;
 mod send;
 mod service;
 mod sync;
+mod txns;
 mod typing;
 mod unread_cache;
 mod upgrade;

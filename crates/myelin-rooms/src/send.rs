@@ -4,6 +4,7 @@
 use crate::{
     pdu::EventContent,
     service::{RoomService, Txn},
+    txns::{Turn, their_event},
 };
 use myelin_core::{Error, Result};
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
@@ -113,13 +114,27 @@ impl RoomService {
         if !event.content.is_object() {
             return Err(Error::bad_json("the content must be a JSON object"));
         }
+        // A send of the same transaction still under way answers for both (see `txns.rs`).
+        let sending = match txn {
+            Some(txn) => loop {
+                match self.txns.begin(room_id.as_str(), sender.as_str(), &txn.device_id, &txn.txn_id) {
+                    Turn::Mine(sending) => break Some(sending),
+                    Turn::Theirs(theirs) => {
+                        if let Some(event_id) = their_event(theirs).await {
+                            return Ok(event_id);
+                        }
+                    }
+                }
+            },
+            None => None,
+        };
         let appended = if event.state_key.is_none() && self.store.backend() == myelin_store::Backend::Sqlite {
             self.append_message(&room, sender, &event, txn).await
         } else {
             let _lock = self.lock(room_id).await;
             self.append(&room, sender, event, txn, false).await
         };
-        match appended {
+        let event_id = match appended {
             Ok(pdu) => Ok(pdu.event_id),
             // A retried transaction fails on its (room, user, device, txn) key: answer with the
             // event the first attempt made. Looked up only on failure, so a send costs no read.
@@ -135,7 +150,11 @@ impl RoomService {
                 },
                 None => Err(e),
             },
+        }?;
+        if let Some(sending) = &sending {
+            sending.sent(&event_id);
         }
+        Ok(event_id)
     }
 
     /// `m.room.canonical_alias` may only name aliases that point to this room (local ones are

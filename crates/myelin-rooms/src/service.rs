@@ -68,6 +68,8 @@ pub struct RoomService {
     pub(crate) unread_cache: Arc<crate::unread_cache::UnreadCache>,
     /// Rooms whose history is being fetched from other servers (one backfill per room).
     pub(crate) backfilling: Mutex<std::collections::HashSet<OwnedRoomId>>,
+    /// Client transactions being sent (see `txns.rs`).
+    pub(crate) txns: crate::txns::TxnsInFlight,
 }
 
 /// A device's one-time key counts by algorithm and its unused fallback key types.
@@ -183,6 +185,7 @@ impl RoomService {
             presence_written: Mutex::default(),
             key_counts: Mutex::default(),
             to_device_acked: Mutex::default(),
+            txns: Default::default(),
         })
     }
 
@@ -497,7 +500,10 @@ impl RoomService {
     ///
     /// When a message fails to be written, those built on it fail in the store as stale
     /// (changing nothing) and are built again, on the head rebuilt from the store once the
-    /// room's messages in flight have all landed.
+    /// room's messages in flight have all landed. A message stale that often (a burst of
+    /// retried transactions, each failing and taking those behind it along) is appended as a
+    /// state event is: with the room's lock held from its build to its commit, after the
+    /// messages in flight, where nothing can make it stale.
     pub(crate) async fn append_message(
         &self,
         room: &RoomInfo,
@@ -507,7 +513,7 @@ impl RoomService {
     ) -> Result<Pdu> {
         /// Builds again after a stale write; more means something keeps failing.
         const ATTEMPTS: usize = 4;
-        for attempt in 1.. {
+        for attempt in 1..=ATTEMPTS {
             let started = std::time::Instant::now();
             let lock = self.lock(&room.room_id).await;
             let head = self.head_slot(room, true).await?;
@@ -573,10 +579,13 @@ impl RoomService {
                 Err(myelin_store::Error::StaleHead) if attempt < ATTEMPTS => {
                     tracing::debug!(event_id = %pdu.event_id, attempt, "built on an event that failed; building again");
                 }
+                Err(myelin_store::Error::StaleHead) => break,
                 Err(e) => return Err(e.into()),
             }
         }
-        unreachable!("the loop returns")
+        tracing::debug!(room_id = %room.room_id, "stale {ATTEMPTS} times; appending with the room's lock held");
+        let _lock = self.lock(&room.room_id).await;
+        self.append(room, sender, content.clone(), txn, false).await
     }
 
     /// Builds an event on `head`, checks it against the auth rules, and returns it with its

@@ -174,8 +174,9 @@ async fn transaction_ids_are_idempotent(backend: Backend) {
 /// Messages sent at once into one room (on SQLite built one on the other while those before
 /// them are still being written) form one chain: every send answered is stored once, each
 /// event has one prev event, and the room keeps one latest event. Repeated transaction IDs
-/// among them (whose events fail to be written, and those built on them are built again)
-/// still answer with the first event.
+/// among them (whose events fail to be written, and those built on them are built again —
+/// after a few times with the room's lock held) still answer with the first event, and no send
+/// fails.
 async fn concurrent_messages_form_one_chain(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice").await;
