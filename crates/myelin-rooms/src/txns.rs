@@ -18,9 +18,12 @@ use tokio::sync::watch;
 /// Room, sender, device and transaction ID: the store's unique key for an event's transaction.
 type Key = (String, String, String, String);
 
+/// Each transaction being sent, with where its event will be announced.
+type Sends = Arc<Mutex<HashMap<Key, watch::Receiver<Option<OwnedEventId>>>>>;
+
 #[derive(Default)]
 pub(crate) struct TxnsInFlight {
-    sends: Arc<Mutex<HashMap<Key, watch::Receiver<Option<OwnedEventId>>>>>,
+    sends: Sends,
 }
 
 /// Whose turn it is to send a transaction.
@@ -34,7 +37,7 @@ pub(crate) enum Turn {
 /// The send of a transaction under way; dropping it (sent or not) lets the waiters go.
 pub(crate) struct Sending {
     key: Key,
-    sends: Arc<Mutex<HashMap<Key, watch::Receiver<Option<OwnedEventId>>>>>,
+    sends: Sends,
     sent: watch::Sender<Option<OwnedEventId>>,
 }
 
