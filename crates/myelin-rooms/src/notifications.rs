@@ -30,6 +30,41 @@ use std::{
 /// How long staged push actions wait to be moved, gathering the events that follow.
 const PUSH_ROTATION_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// What of an event the push rules see: every field a rule can name (`type`, `content`,
+/// `sender`, …), without the hashes, signatures and prev and auth events, which no rule names
+/// and which would make flattening the event twice as long.
+#[derive(serde::Serialize)]
+struct Matchable<'a> {
+    event_id: &'a ruma::EventId,
+    room_id: &'a RoomId,
+    sender: &'a UserId,
+    #[serde(rename = "type")]
+    kind: &'a ruma::events::TimelineEventType,
+    content: &'a serde_json::value::RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a ruma::EventId>,
+    origin_server_ts: ruma::MilliSecondsSinceUnixEpoch,
+    depth: i64,
+}
+
+impl<'a> Matchable<'a> {
+    fn of(pdu: &'a Pdu) -> Self {
+        Matchable {
+            event_id: &pdu.event_id,
+            room_id: &pdu.room_id,
+            sender: &pdu.sender,
+            kind: &pdu.kind,
+            content: &pdu.content,
+            state_key: pdu.state_key.as_deref(),
+            redacts: pdu.redacts.as_deref(),
+            origin_server_ts: pdu.origin_server_ts,
+            depth: pdu.depth,
+        }
+    }
+}
+
 /// A local member the push rules are evaluated for.
 #[derive(Debug, Clone)]
 pub(crate) struct PushMember {
@@ -64,14 +99,13 @@ pub struct Notification {
 }
 
 impl RoomService {
-    /// What the push rules of the room's local members say about `pdu` (whose canonical JSON
-    /// is `json`), given the state before it: one entry per member it notifies.
+    /// What the push rules of the room's local members say about `pdu`, given the state
+    /// before it: one entry per member it notifies.
     pub(crate) async fn push_actions(
         &self,
         room_id: &RoomId,
         rules: &ruma::room_version_rules::RoomVersionRules,
         pdu: &Pdu,
-        json: &str,
         state: &StateMap,
     ) -> Result<Vec<PushAction>> {
         let members = self.push_members(room_id).await?;
@@ -90,24 +124,27 @@ impl RoomService {
         if recipients.is_empty() {
             return Ok(Vec::new());
         }
-        let power_levels = self.power_levels_ctx(rules, state).await?;
-        // Flattened once for all members (`Ruleset::get_actions` would flatten it per member).
+        // Flattened once for all members (`Ruleset::get_actions` would flatten it per member),
+        // from the fields a rule can name: not the hashes, signatures and DAG links.
         let event = FlattenedJson::from_raw(&Raw::<Value>::from_json(
-            serde_json::value::RawValue::from_string(json.to_owned()).map_err(Error::internal)?,
+            serde_json::value::to_raw_value(&Matchable::of(pdu)).map_err(Error::internal)?,
         ));
-        let thread_id = crate::service::relation_of(&pdu.content_value())
-            .filter(|(_, rel_type)| rel_type == "m.thread")
-            .map(|(root, _)| root);
+        let thread_id = (event.get_str(r"content.m\.relates_to.rel_type") == Some("m.thread"))
+            .then(|| event.get_str(r"content.m\.relates_to.event_id").map(str::to_owned))
+            .flatten();
+        // One context for all members, only the member's own fields changed for each.
+        let mut ctx = PushConditionRoomCtx::new(
+            room_id.to_owned(),
+            UInt::new_saturating(members.joined),
+            pdu.sender.clone(),
+            String::new(),
+        );
+        ctx.power_levels = self.power_levels_ctx(rules, state).await?;
         let mut out = Vec::new();
         for member in recipients {
             let ruleset = self.cached_push_rules(&member.user_id).await?;
-            let mut ctx = PushConditionRoomCtx::new(
-                room_id.to_owned(),
-                UInt::new_saturating(members.joined),
-                member.user_id.clone(),
-                member.display_name.clone(),
-            );
-            ctx.power_levels = power_levels.clone();
+            ctx.user_id = member.user_id.clone();
+            ctx.user_display_name = member.display_name.clone();
             // The first rule that applies decides, as in `Ruleset::get_match` (the sender, whose
             // own events never notify them, is not among the recipients).
             let mut actions: &[ruma::push::Action] = &[];
@@ -158,6 +195,9 @@ impl RoomService {
         let Some(id) = state.get(&("m.room.power_levels".to_owned(), String::new())) else {
             return Ok(None);
         };
+        if let Some(ctx) = self.push_power_levels.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(Some(ctx.clone()));
+        }
         let Some(pdu) = self.cached_pdus(std::slice::from_ref(id)).await?.remove(id) else {
             return Ok(None);
         };
@@ -174,7 +214,14 @@ impl RoomService {
         let notifications = serde_json::from_value(content.get("notifications").cloned().unwrap_or_else(|| json!({})))
             .unwrap_or_default();
         let power_rules = RoomPowerLevelsRules::new(&rules.authorization, std::iter::empty());
-        Ok(Some(PushConditionPowerLevelsCtx::new(users, users_default, notifications, power_rules)))
+        let ctx = PushConditionPowerLevelsCtx::new(users, users_default, notifications, power_rules);
+        // Events never change: the view is kept by the power levels event's ID.
+        let mut cache = self.push_power_levels.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= 1_000 {
+            cache.clear();
+        }
+        cache.insert(id.clone(), ctx.clone());
+        Ok(Some(ctx))
     }
 
     /// The room's local joined members (with display names) and joined count, cached until

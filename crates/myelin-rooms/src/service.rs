@@ -48,6 +48,8 @@ pub struct RoomService {
     /// Each room's local members whose push rules an event is matched against (see
     /// `notifications.rs`); dropped at the room's next membership event.
     pub(crate) push_members: Mutex<HashMap<OwnedRoomId, Arc<crate::notifications::RoomMembers>>>,
+    /// The push-condition view of power levels events, by event ID (see `notifications.rs`).
+    pub(crate) push_power_levels: Mutex<HashMap<String, ruma::push::PushConditionPowerLevelsCtx>>,
     /// Where the stream last changed per user and kind (see `changes.rs`).
     pub(crate) changes: Arc<crate::changes::StreamChanges>,
     /// Users' ignored users (`m.ignored_user_list`); dropped when it changes.
@@ -176,6 +178,7 @@ impl RoomService {
             typing: crate::typing::Typing::new(),
             states: GenCache::new(STATE_CACHE_BUDGET, |state: &Arc<StateMap>| state.len() + 1),
             push_members: Mutex::default(),
+            push_power_levels: Mutex::default(),
             push_rule_cache: Mutex::default(),
             push_rotation: Arc::default(),
             unread_cache: Arc::default(),
@@ -661,7 +664,7 @@ impl RoomService {
             push_actions: Vec::new(),
             current_state: None,
         };
-        event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, &event.json, state).await?;
+        event.push_actions = self.push_actions(&room.room_id, &room.rules, &pdu, state).await?;
         let hash = if needs_hashes { pdu::reference_hash(&pdu, &room.rules)? } else { String::new() };
         let state = match &pdu.state_key {
             Some(state_key) => {
@@ -767,7 +770,7 @@ impl RoomService {
             Some(self.state_reset(&head.state, resolved).await?)
         };
         let json = pdu.canonical_json();
-        let push_actions = self.push_actions(&room.room_id, &room.rules, pdu, &json, &before).await?;
+        let push_actions = self.push_actions(&room.room_id, &room.rules, pdu, &before).await?;
         let mut event = stored_event(pdu, Some(before_group), json);
         event.prev_events = pdu.prev_events.iter().map(ToString::to_string).collect();
         event.push_actions = push_actions;
