@@ -6,6 +6,7 @@ mod account_data;
 mod aliases;
 mod cache;
 mod changes;
+mod completes;
 mod create;
 pub mod e2ee;
 mod federation;

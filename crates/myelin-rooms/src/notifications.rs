@@ -5,8 +5,10 @@
 //! `unread_thread_notifications`) and `GET /notifications` lists them.
 //!
 //! They are stored with the event as one row, and moved into one row per member in batches
-//! (`Push::rotate_staged`): 50 ms after an event that notifies someone, or before anything
-//! reads them, whichever comes first. Under load one move takes many events at once.
+//! (`Push::rotate_staged`): 250 ms after an event that notifies someone, or before anything
+//! reads them, whichever comes first. Under load one move takes many events at once: the
+//! longer the wait, the fewer moves (each a transaction on the messages' writer, taking turns
+//! with them) and the more rows of a member on each page they write.
 
 use crate::{
     pdu::Pdu,
@@ -28,7 +30,7 @@ use std::{
 };
 
 /// How long staged push actions wait to be moved, gathering the events that follow.
-const PUSH_ROTATION_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+const PUSH_ROTATION_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What of an event the push rules see: every field a rule can name (`type`, `content`,
 /// `sender`, …), without the hashes, signatures and prev and auth events, which no rule names

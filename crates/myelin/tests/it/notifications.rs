@@ -95,7 +95,7 @@ async fn staged_push_actions_are_moved(backend: Backend) {
         async move { send_text(server, alice, room, &format!("burst{i}"), "hello").await }
     });
     futures_util::future::join_all(sends).await;
-    // The background move comes 50 ms after the first of them; a second after, nothing is left.
+    // The background move comes 250 ms after the first of them; a second after, nothing is left.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let left = server.services().store.push().rotate_staged().await.unwrap();
     assert_eq!(left, 0, "the staged push actions were not moved in the background");
