@@ -197,8 +197,8 @@ impl RoomService {
         let Some(id) = state.get(&("m.room.power_levels".to_owned(), String::new())) else {
             return Ok(None);
         };
-        if let Some(ctx) = self.push_power_levels.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            return Ok(Some(ctx.clone()));
+        if let Some(ctx) = self.push_power_levels.get(id) {
+            return Ok(Some(ctx));
         }
         let Some(pdu) = self.cached_pdus(std::slice::from_ref(id)).await?.remove(id) else {
             return Ok(None);
@@ -218,11 +218,7 @@ impl RoomService {
         let power_rules = RoomPowerLevelsRules::new(&rules.authorization, std::iter::empty());
         let ctx = PushConditionPowerLevelsCtx::new(users, users_default, notifications, power_rules);
         // Events never change: the view is kept by the power levels event's ID.
-        let mut cache = self.push_power_levels.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= 1_000 {
-            cache.clear();
-        }
-        cache.insert(id.clone(), ctx.clone());
+        self.push_power_levels.insert(id.clone(), ctx.clone());
         Ok(Some(ctx))
     }
 

@@ -50,7 +50,7 @@ pub struct RoomService {
     /// `notifications.rs`); dropped at the room's next membership event.
     pub(crate) push_members: Mutex<HashMap<OwnedRoomId, Arc<crate::notifications::RoomMembers>>>,
     /// The push-condition view of power levels events, by event ID (see `notifications.rs`).
-    pub(crate) push_power_levels: Mutex<HashMap<String, ruma::push::PushConditionPowerLevelsCtx>>,
+    pub(crate) push_power_levels: GenCache<String, ruma::push::PushConditionPowerLevelsCtx>,
     /// Where the stream last changed per user and kind (see `changes.rs`).
     pub(crate) changes: Arc<crate::changes::StreamChanges>,
     /// Users' ignored users (`m.ignored_user_list`); dropped when it changes.
@@ -133,6 +133,9 @@ const STATE_CACHE_BUDGET: usize = 400_000;
 /// Parsed events the event cache holds at most.
 const PDU_CACHE_ENTRIES: usize = 40_000;
 
+/// Power levels events whose push-condition view is kept (one per room with traffic).
+const PUSH_POWER_LEVELS_ENTRIES: usize = 2_000;
+
 /// A room this server knows, with the rules of its version.
 #[derive(Debug, Clone)]
 pub struct RoomInfo {
@@ -179,7 +182,7 @@ impl RoomService {
             typing: crate::typing::Typing::new(),
             states: GenCache::new(STATE_CACHE_BUDGET, |state: &Arc<StateMap>| state.len() + 1),
             push_members: Mutex::default(),
-            push_power_levels: Mutex::default(),
+            push_power_levels: GenCache::new(PUSH_POWER_LEVELS_ENTRIES, |_| 1),
             push_rule_cache: Mutex::default(),
             push_rotation: Arc::default(),
             unread_cache: Arc::default(),
