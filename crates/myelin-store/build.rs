@@ -3,4 +3,5 @@
 // incremental build (the binary would silently lack it).
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=migrations-sqlite");
 }

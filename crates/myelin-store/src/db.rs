@@ -1,8 +1,7 @@
 //! The two backends behind one enum, and `on_db!`, which runs the same SQL text on either.
 //! SQL is written once in the dialect both engines accept (`$1` parameters, `ON CONFLICT`,
-//! `RETURNING`), migrations included. Should a migration ever need engine-specific SQL, copy
-//! the directory per engine: sqlx checksums files by content, so the copies of the migrations
-//! already applied stay valid.
+//! `RETURNING`), migrations included (`migrations/`). What only SQLite needs is in
+//! `migrations-sqlite/`, numbered in the same sequence: SQLite runs both lists as one.
 
 use sqlx::{
     PgPool, SqlitePool,
@@ -14,6 +13,12 @@ use std::{str::FromStr, time::Duration};
 use crate::Result;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_ONLY_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-sqlite");
+
+/// Both engines' migrations and SQLite's own, in version order.
+fn sqlite_migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator::with_migrations(MIGRATIONS.iter().chain(SQLITE_ONLY_MIGRATIONS.iter()).cloned().collect())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -125,7 +130,7 @@ impl Db {
 
     pub(crate) async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite { writer, .. } => MIGRATIONS.run(writer).await?,
+            Db::Sqlite { writer, .. } => sqlite_migrator().run(writer).await?,
             Db::Postgres(pool) => MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -170,5 +175,60 @@ impl BeginWrite for PgPool {
     type Database = sqlx::Postgres;
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.begin().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite runs the shared and its own migrations as one list: a version in both would be
+    /// applied once and then fail the other's checksum at every start.
+    #[test]
+    fn sqlite_only_migrations_take_versions_of_their_own() {
+        for own in SQLITE_ONLY_MIGRATIONS.iter() {
+            assert!(!MIGRATIONS.version_exists(own.version), "version {} is in both lists", own.version);
+        }
+        let versions: Vec<i64> = sqlite_migrator().iter().map(|m| m.version).collect();
+        assert!(versions.windows(2).all(|pair| pair[0] < pair[1]), "not in order: {versions:?}");
+        assert_eq!(versions.len(), MIGRATIONS.iter().count() + SQLITE_ONLY_MIGRATIONS.iter().count());
+    }
+
+    /// A database made before the SQLite-only migrations keeps its forward extremities and
+    /// staged push actions through them, in tables of one B-tree each.
+    #[tokio::test]
+    async fn sqlite_only_migrations_keep_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new().filename(dir.path().join("old.db")).create_if_missing(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        MIGRATIONS.run(&pool).await.unwrap();
+        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ('!r:x', '$a'), ('!r:x', '$b')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO event_push_staging (stream_ordering, room_id, event_id, actions) VALUES (7, '!r:x', '$b', '[]')")
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        sqlite_migrator().run(&pool).await.unwrap();
+
+        let extremities: Vec<(String, String)> =
+            sqlx::query_as("SELECT room_id, event_id FROM forward_extremities ORDER BY event_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(extremities, [("!r:x".to_owned(), "$a".to_owned()), ("!r:x".to_owned(), "$b".to_owned())]);
+        let staged: (i64, String, String) =
+            sqlx::query_as("SELECT rowid, event_id, actions FROM event_push_staging").fetch_one(&pool).await.unwrap();
+        assert_eq!(staged, (7, "$b".to_owned(), "[]".to_owned()), "the stream position is the rowid");
+        // No second B-tree left beside either table.
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('forward_extremities', 'event_push_staging')",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, Vec::<String>::new());
     }
 }
