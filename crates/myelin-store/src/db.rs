@@ -130,8 +130,15 @@ impl Db {
 
     pub(crate) async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite { writer, .. } => sqlite_migrator().run(writer).await?,
-            Db::Postgres(pool) => MIGRATIONS.run(pool).await?,
+            Db::Sqlite { writer, .. } => {
+                let migrator = sqlite_migrator();
+                announce_pending(&migrator, writer).await?;
+                migrator.run(writer).await?
+            }
+            Db::Postgres(pool) => {
+                announce_pending(&MIGRATIONS, pool).await?;
+                MIGRATIONS.run(pool).await?
+            }
         }
         Ok(())
     }
@@ -178,6 +185,29 @@ impl BeginWrite for PgPool {
     }
 }
 
+/// Logs each migration about to be applied: some rebuild a table, which on a large database
+/// keeps the server from answering for a while (0017: about 20 s per million events), and the
+/// operator should see why.
+async fn announce_pending<DB>(migrator: &sqlx::migrate::Migrator, pool: &sqlx::Pool<DB>) -> Result<()>
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    use sqlx::migrate::Migrate;
+    let mut conn = pool.acquire().await?;
+    // Read only: creating the bookkeeping table is left to `run`, under its lock (servers
+    // sharing a PostgreSQL database start at once).
+    let Ok(applied) = conn.list_applied_migrations(&migrator.table_name).await else {
+        tracing::info!("creating the database schema");
+        return Ok(());
+    };
+    let applied: std::collections::HashSet<i64> = applied.iter().map(|m| m.version).collect();
+    for migration in migrator.iter().filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version)) {
+        tracing::info!(version = migration.version, description = %migration.description, "applying a database migration");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,8 +224,9 @@ mod tests {
         assert_eq!(versions.len(), MIGRATIONS.iter().count() + SQLITE_ONLY_MIGRATIONS.iter().count());
     }
 
-    /// A database made before the SQLite-only migrations keeps its forward extremities and
-    /// staged push actions through them, in tables of one B-tree each.
+    /// A database made before the SQLite-only migrations keeps its forward extremities, staged
+    /// push actions and events through them, in tables of one B-tree each (events: plus the
+    /// indexes they are looked up by).
     #[tokio::test]
     async fn sqlite_only_migrations_keep_the_rows() {
         let dir = tempfile::tempdir().unwrap();
@@ -211,7 +242,48 @@ mod tests {
             .await
             .unwrap();
 
+        sqlx::query(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender,
+                                 origin_server_ts, redacts, state_before, state_after, json, txn_device, txn_id)
+             VALUES ('$a', '!r:x', 5, 1, 'm.room.message', NULL, '@u:x', 10, NULL, 1, 1, '{}', 'D', 't1'),
+                    ('$b', '!r:x', 7, 2, 'm.room.redaction', NULL, '@u:x', 11, '$a', 1, 1, '{}', NULL, NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+
         sqlite_migrator().run(&pool).await.unwrap();
+
+        let events: Vec<(i64, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT rowid, event_id, redacts, txn_id FROM events ORDER BY rowid")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            events,
+            [(5, "$a".to_owned(), None, Some("t1".to_owned())), (7, "$b".to_owned(), Some("$a".to_owned()), None)],
+            "the stream position is the rowid"
+        );
+        let mut event_indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        // One automatic index (the event ID's UNIQUE) where there were two.
+        let automatic = event_indexes.iter().filter(|name| name.starts_with("sqlite_autoindex")).count();
+        assert_eq!(automatic, 1, "{event_indexes:?}");
+        event_indexes.retain(|name| !name.starts_with("sqlite_autoindex"));
+        assert_eq!(event_indexes, ["events_by_redacts", "events_by_room", "events_by_room_ts", "events_by_txn"]);
+        // The event ID and transaction keys still refuse a second event.
+        let repeated = sqlx::query(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, sender, origin_server_ts,
+                                 state_before, state_after, json)
+             VALUES ('$a', '!r:x', 8, 3, 'm.room.message', '@u:x', 12, 1, 1, '{}')",
+        )
+        .execute(&pool)
+        .await;
+        assert!(repeated.is_err(), "a second row with the same event ID was taken");
 
         let extremities: Vec<(String, String)> =
             sqlx::query_as("SELECT room_id, event_id FROM forward_extremities ORDER BY event_id")
