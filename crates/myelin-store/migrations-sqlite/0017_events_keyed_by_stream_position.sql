@@ -1,11 +1,11 @@
 -- SQLite only (see 0016 for why some migrations are).
 --
--- An event row was three B-trees ordered by the same thing: the rows by their rowid, which
--- grows with each insert, and the UNIQUE index on stream_ordering, which also grows with each
--- insert (plus the event ID's index and the room indexes). Here stream_ordering becomes the
--- rowid (INTEGER PRIMARY KEY): the rows are kept in stream order and that index goes, one page
--- (one WAL frame) fewer for every message written. The event ID keeps a unique index of its
--- own; the other indexes are made again as they were.
+-- Two of the B-trees an event row goes into were in the same order: the table itself, by a
+-- rowid that grows with each insert, and the UNIQUE index on stream_ordering, which grows with
+-- each insert too. Here stream_ordering becomes the rowid (INTEGER PRIMARY KEY): the rows are
+-- kept in stream order and that index goes, one page (one WAL frame) fewer for every message
+-- written. The event ID keeps a unique index of its own; the other indexes are made again as
+-- they were.
 
 CREATE TABLE events_keyed (
     stream_ordering  INTEGER PRIMARY KEY,

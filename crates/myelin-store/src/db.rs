@@ -284,6 +284,14 @@ mod tests {
         .execute(&pool)
         .await;
         assert!(repeated.is_err(), "a second row with the same event ID was taken");
+        let repeated_txn = sqlx::query(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, sender, origin_server_ts,
+                                 state_before, state_after, json, txn_device, txn_id)
+             VALUES ('$c', '!r:x', 8, 3, 'm.room.message', '@u:x', 12, 1, 1, '{}', 'D', 't1')",
+        )
+        .execute(&pool)
+        .await;
+        assert!(repeated_txn.is_err(), "a second event with the same transaction ID was taken");
 
         let extremities: Vec<(String, String)> =
             sqlx::query_as("SELECT room_id, event_id FROM forward_extremities ORDER BY event_id")
