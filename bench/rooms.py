@@ -58,7 +58,6 @@ from harness.http import Client, RequestFailed, room_path  # noqa: E402
 SENDERS = 16
 ROOMS_SPREAD = 8  # rooms for the "16 senders across 8 rooms" phase
 PAGE = 50  # events per /messages page
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class Plan:
@@ -84,13 +83,6 @@ class Plan:
 
 def send_path(room_id: str, txn_id: str) -> str:
     return room_path(room_id, f"send/m.room.message/{txn_id}")
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds (user + system) the process has used, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # after the command name
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
 def own_cpu() -> float:
@@ -185,9 +177,9 @@ def sequential(srv, user: dict, plan: Plan, ledger: dict) -> dict:
     try:
         room = create_room(client, "private_chat", "sequential")
         warm = send_loop(client, room, 0, 0, "seq", plan.warmup)
-        cpu0 = server_cpu(srv.pid)
+        cpu0 = common.process_cpu(srv.pid)
         out = send_loop(client, room, plan.sequential, plan.time_box, "seqm", 0)
-        cpu_server = server_cpu(srv.pid) - cpu0
+        cpu_server = common.process_cpu(srv.pid) - cpu0
     finally:
         client.close()
     out["acked"] = warm["acked"] + out["acked"]
@@ -225,10 +217,10 @@ def concurrent(srv, users: list[dict], n_rooms: int, plan: Plan, ledger: dict,
         barrier.wait(timeout=300)  # every sender connected and warmed up
     except threading.BrokenBarrierError:
         pass  # a sender failed: its part says why
-    cpu0 = server_cpu(srv.pid)
+    cpu0 = common.process_cpu(srv.pid)
     # Read every part before joining: a child whose queue pipe is full would never exit.
     parts = [results.get(timeout=plan.time_box + 600) for _ in procs]
-    cpu_server = server_cpu(srv.pid) - cpu0
+    cpu_server = common.process_cpu(srv.pid) - cpu0
     for p in procs:
         p.join()
     return rate_of(parts, cpu_server, ledger)

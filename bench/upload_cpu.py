@@ -22,17 +22,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import curl, myelin, synapse  # noqa: E402
+from harness import common, curl, myelin, synapse  # noqa: E402
 from harness.common import log  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
 
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -64,12 +55,12 @@ def main() -> None:
                     f.write(str(srv.pid))
                 time.sleep(2)
             rates = []
-            server0, curl0, t0 = server_cpu(srv.pid), children_cpu(), time.monotonic()
+            server0, curl0, t0 = common.process_cpu(srv.pid), children_cpu(), time.monotonic()
             for path in paths[1:]:
                 _, seconds = curl.upload(srv.base_url, token, path)
                 rates.append(size / seconds / 1e6)
             wall = time.monotonic() - t0
-            server, client = server_cpu(srv.pid) - server0, children_cpu() - curl0
+            server, client = common.process_cpu(srv.pid) - server0, children_cpu() - curl0
     mb = size * args.reps / 1e6
     log(f"{args.reps} uploads of {args.mib} MiB: {', '.join(f'{r:.0f}' for r in rates)} MB/s, "
         f"median {statistics.median(rates):,.0f} MB/s")

@@ -69,6 +69,13 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise KeyError(field)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the command name
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds; always reaps the child."""
     if proc.poll() is not None:
